@@ -1,0 +1,238 @@
+"""crew2's command line: parses options, builds a config, calls the library, turns errors into exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crew2 import __version__
+from crew2.errors import Crew2Error
+
+app = typer.Typer(help="Teach a neural network to play a driving game from its screen.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+bench_app = typer.Typer(help="Measure crew2: run every benchmark, or one of them.", invoke_without_command=True)
+app.add_typer(bench_app, name="bench")
+out = Console()
+err = Console(stderr=True)
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A Crew2Error becomes one red line on stderr and exit code 2, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Crew2Error as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def not_built(verb: str, issue: str) -> None:
+    err.print(f"[yellow]crew2 {verb} is not built yet[/yellow]: it arrives with {issue}.", highlight=False)
+    raise typer.Exit(3)
+
+
+# Options shared by the commands that run the simulator.
+Seed = Annotated[int, typer.Option(help="Episode seed: the same seed gives the same road, traffic and looks.")]
+Lanes = Annotated[int, typer.Option(help="Lanes on the road (2-4).")]
+Traffic = Annotated[float, typer.Option(help="Vehicles per 100 m per lane around the player.")]
+Obstacles = Annotated[float, typer.Option(help="Groups of cones/barriers per km.")]
+TrackKm = Annotated[float, typer.Option("--track-km", help="Length of each episode's road, km.")]
+Randomize = Annotated[bool, typer.Option(help="Random colours, light, fog and camera per episode.")]
+
+
+def sim_config(width: int, height: int, lanes: int, traffic: float, obstacles: float, track_km: float,
+               randomize: bool, fps: float = 20.0, max_seconds: float = 180.0):
+    from crew2.sim.world import SimConfig
+
+    return SimConfig(width=width, height=height, lanes=lanes, traffic=traffic, obstacles=obstacles,
+                     track_km=track_km, randomize=randomize, fps=fps, max_seconds=max_seconds)
+
+
+def print_episodes(results: list[dict[str, float]], title: str) -> None:
+    from crew2.sim.episodes import mean_summary
+
+    table = Table(title=title)
+    for col in ("seed", "distance_m", "avg_speed_kmh", "collisions", "collisions_per_km", "offroad_s", "score"):
+        table.add_column(col.replace("_", " "), justify="right")
+    for r in results:
+        table.add_row(*(str(r[c]) for c in ("seed", "distance_m", "avg_speed_kmh", "collisions",
+                                             "collisions_per_km", "offroad_s", "score")))
+    mean = mean_summary(results)
+    table.add_row("mean", *(str(mean[c]) for c in ("distance_m", "avg_speed_kmh", "collisions",
+                                                   "collisions_per_km", "offroad_s", "score")), style="bold")
+    out.print(table)
+
+
+def write_json(path: Path | None, payload: Any) -> None:
+    if path is not None:
+        path.write_text(json.dumps(payload, indent=2) + "\n")
+        out.print(f"wrote {path}")
+
+
+@app.command()
+@user_errors
+def sim(
+    autopilot: Annotated[bool, typer.Option(help="Let the expert drive instead of the keyboard.")] = False,
+    headless: Annotated[bool, typer.Option(help="No window: the autopilot drives episodes flat out.")] = False,
+    episodes: Annotated[int | None, typer.Option(help="Stop after this many episodes.")] = None,
+    seconds: Annotated[float | None, typer.Option(help="Close the window after this many seconds.")] = None,
+    seed: Seed = 0,
+    width: Annotated[int, typer.Option(help="Frame width, px.")] = 640,
+    height: Annotated[int, typer.Option(help="Frame height, px.")] = 360,
+    scale: Annotated[int, typer.Option(help="Window pixels per frame pixel.")] = 1,
+    fps: Annotated[float, typer.Option(help="Game steps per second.")] = 30.0,
+    lanes: Lanes = 3, traffic: Traffic = 1.0, obstacles: Obstacles = 1.0, track_km: TrackKm = 5.0,
+    randomize: Randomize = False,
+    noise: Annotated[float, typer.Option(help="Headless autopilot: key perturbations per second (DART).")] = 0.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the episode summaries here.")] = None,
+) -> None:
+    """Play the built-in driving game in a window (WASD or arrows), or watch the autopilot drive it.
+
+    The window is titled "crew2 sim", so `--source window` can record or drive it like any game."""
+    if scale < 1:
+        raise Crew2Error(f"--scale must be 1 or more, not {scale}")
+    if episodes is not None and episodes < 1:
+        raise Crew2Error(f"--episodes must be 1 or more, not {episodes}")
+    config = sim_config(width, height, lanes, traffic, obstacles, track_km, randomize, fps)
+    if headless:
+        from crew2.sim.episodes import run_autopilot
+
+        results = run_autopilot(config, range(seed, seed + (episodes or 1)), noise=noise)
+        print_episodes(results, "autopilot, headless")
+    else:
+        from crew2.sim.window import WindowOptions, play
+
+        results = play(config, WindowOptions(seed=seed, autopilot=autopilot, scale=scale, seconds=seconds,
+                                             episodes=episodes))
+        print_episodes(results, "autopilot" if autopilot else "you")
+    write_json(json_out, results)
+
+
+@app.command()
+@user_errors
+def demo(
+    episodes: Annotated[int, typer.Option(help="Episodes to drive.")] = 3,
+    seed: Seed = 1000,
+    track_km: TrackKm = 2.0,
+    show: Annotated[bool, typer.Option(help="Watch it in a window.")] = False,
+) -> None:
+    """Drive the built-in simulator and print a summary: the main job on the embedded default.
+
+    Until a trained driver ships in weights/, the simulator's expert autopilot drives."""
+    if episodes < 1:
+        raise Crew2Error(f"--episodes must be 1 or more, not {episodes}")
+    config = sim_config(256 if not show else 640, 144 if not show else 360, 3, 1.0, 1.0, track_km, False)
+    if show:
+        from crew2.sim.window import WindowOptions, play
+
+        results = play(config, WindowOptions(seed=seed, autopilot=True, episodes=episodes))
+    else:
+        from crew2.sim.episodes import run_autopilot
+
+        with out.status("driving the simulator headless…"):
+            results = run_autopilot(config, range(seed, seed + episodes))
+    print_episodes(results, f"crew2 demo: autopilot on {episodes} held-out seeds")
+
+
+@bench_app.callback()
+def bench(ctx: typer.Context) -> None:
+    """Without a subcommand, run every benchmark."""
+    if ctx.invoked_subcommand is None:
+        bench_sim_cmd()
+
+
+@bench_app.command("sim")
+@user_errors
+def bench_sim_cmd(
+    seconds: Annotated[float, typer.Option(help="Wall time of the timing loop.")] = 5.0,
+    seeds: Annotated[int, typer.Option(help="Autopilot episodes for the driving figures.")] = 5,
+    width: Annotated[int, typer.Option(help="Frame width, px.")] = 256,
+    height: Annotated[int, typer.Option(help="Frame height, px.")] = 144,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results here.")] = None,
+) -> None:
+    """Headless simulator speed on one core (step + render, frames/s) and the autopilot's driving."""
+    from crew2.bench import bench_sim, machine, pin_one_core
+
+    if seconds <= 0 or seeds < 1:
+        raise Crew2Error("--seconds must be positive and --seeds at least 1")
+    pinned = pin_one_core()
+    config = sim_config(width, height, 3, 1.0, 1.0, 5.0, False)
+    with out.status("benchmarking the simulator…"):
+        result = bench_sim(config, seconds=seconds, seeds=seeds)
+    table = Table(title=f"crew2 bench sim ({'one core' if pinned else 'unpinned'})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for k, v in result.items():
+        table.add_row(k, str(v))
+    out.print(table)
+    write_json(json_out, {"machine": machine(), "one_core": pinned, "sim": result})
+
+
+@app.command()
+def record() -> None:
+    """Record a session: screen, window or sim frames and the keys pressed, into a compressed HDF5 file."""
+    not_built("record", "the recording issue")
+
+
+@app.command()
+def annotate() -> None:
+    """Annotate obstacle frames (select, auto from sim or a teacher model, review, export/import YOLO)."""
+    not_built("annotate", "the annotation issue")
+
+
+@app.command()
+def train() -> None:
+    """Train the multi-task network (key head + obstacle head) on session files."""
+    not_built("train", "the network issue")
+
+
+@app.command(name="eval")
+def eval_() -> None:
+    """Evaluate a checkpoint offline (shadow mode) or in closed loop on the simulator."""
+    not_built("eval", "the network issue")
+
+
+@app.command()
+def export() -> None:
+    """Export a checkpoint to ONNX."""
+    not_built("export", "the network issue")
+
+
+@app.command()
+def drive() -> None:
+    """Drive a game: capture, run the network, apply crash prevention, send keys, show telemetry."""
+    not_built("drive", "the driver issue")
+
+
+@app.command()
+def data() -> None:
+    """Inspect, view, split, merge and validate recorded sessions."""
+    not_built("data", "the recording issue")
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"crew2 {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                                              help="Print the version and exit.")] = False) -> None:
+    """Teach a neural network to play a driving game from its screen."""
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,51 @@
+"""Key profiles: which keyboard keys matter for a game, their order in a key vector, and their roles."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+from crew2.errors import Crew2Error
+
+ROLES = ("throttle", "brake", "left", "right")
+
+# Key names crew2 understands, the same on every reader and sender (X11, Windows, the sim).
+NAMED_KEYS = (
+    "up", "down", "left", "right", "space", "shift", "ctrl", "alt", "enter", "tab", "esc",
+    "backspace", "home", "end", "pageup", "pagedown", "insert", "delete",
+    *(f"f{i}" for i in range(1, 13)),
+)
+KEY_NAMES = frozenset((*string.ascii_lowercase, *string.digits, *NAMED_KEYS))
+
+
+@dataclass(frozen=True)
+class KeyProfile:
+    """An ordered list of keys; `roles` maps a driving role (throttle, brake, left, right) to a key."""
+
+    name: str
+    keys: tuple[str, ...]
+    roles: dict[str, str]
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.keys if k not in KEY_NAMES]
+        if unknown:
+            raise Crew2Error(f"unknown key name(s) {', '.join(unknown)}: use letters, digits or one of "
+                             f"{', '.join(NAMED_KEYS[:11])}, ...")
+        if len(set(self.keys)) != len(self.keys):
+            raise Crew2Error(f"key profile '{self.name}' names a key twice: {','.join(self.keys)}")
+        for role, key in self.roles.items():
+            if role not in ROLES:
+                raise Crew2Error(f"unknown key role '{role}': roles are {', '.join(ROLES)}")
+            if key not in self.keys:
+                raise Crew2Error(f"role '{role}' is bound to '{key}', which is not in the profile's keys")
+
+    def index(self, role: str) -> int | None:
+        """Position of the key that plays `role` in the key vector, or None if no key does."""
+        key = self.roles.get(role)
+        return None if key is None else self.keys.index(key)
+
+
+def default_profile() -> KeyProfile:
+    """The Crew 2 on its default bindings: W throttle, A left, S brake, D right."""
+    return KeyProfile("thecrew2", ("w", "a", "s", "d"),
+                      {"throttle": "w", "left": "a", "brake": "s", "right": "d"})

@@ -1,0 +1,108 @@
+"""The simulator in a real window (pygame): a person plays it with the keyboard, or watches the autopilot.
+
+The window has a stable title (`WINDOW_TITLE`) so crew2's own window source can find it, capture it with
+mss and drive it with injected key events, exactly as it would a game.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from crew2.sim.autopilot import Autopilot
+from crew2.sim.env import SimEnv
+from crew2.sim.world import Metrics, SimConfig
+
+WINDOW_TITLE = "crew2 sim"
+HELP = "W/Up throttle  S/Down brake  A/Left D/Right steer  P pause  R restart  Esc quit"
+
+
+@dataclass
+class WindowOptions:
+    seed: int = 0
+    autopilot: bool = False
+    scale: int = 1
+    seconds: float | None = None  # close by itself after this much wall time
+    episodes: int | None = None  # close by itself after this many episodes
+
+
+def play(config: SimConfig, options: WindowOptions) -> list[dict[str, float]]:
+    """Open the window and run until the player quits (Esc, closing it) or a limit is reached.
+    Returns one summary per episode, the unfinished one included."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    import pygame
+
+    pygame.display.init()
+    pygame.font.init()
+    try:
+        size = (config.width * options.scale, config.height * options.scale)
+        screen = pygame.display.set_mode(size)
+        pygame.display.set_caption(WINDOW_TITLE)
+        font = pygame.font.Font(None, max(16, size[1] // 18))
+        keymap = {
+            "throttle": (pygame.K_w, pygame.K_UP), "brake": (pygame.K_s, pygame.K_DOWN),
+            "left": (pygame.K_a, pygame.K_LEFT), "right": (pygame.K_d, pygame.K_RIGHT),
+        }
+        env, pilot = SimEnv(config), Autopilot()
+        seed = options.seed
+        env.reset(seed=seed)
+        results: list[dict[str, float]] = []
+        clock, start = pygame.time.Clock(), pygame.time.get_ticks()
+        running, paused = True, False
+        roles = (False, False, False, False)
+        while running:
+            for event in pygame.event.get():
+                if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE):
+                    running = False
+                elif event.type == pygame.KEYDOWN and event.key == pygame.K_p:
+                    paused, roles = not paused, (False, False, False, False)
+                elif event.type == pygame.KEYDOWN and event.key == pygame.K_r:
+                    results.append({"seed": seed, **env.world.metrics.summary()})
+                    env.reset(seed=seed)
+                    pilot.reset()
+            if not paused and running:
+                if options.autopilot:
+                    roles = pilot.act(env.world)
+                else:
+                    pressed = pygame.key.get_pressed()
+                    roles = tuple(any(pressed[k] for k in keymap[r]) for r in ("throttle", "brake", "left", "right"))
+                _, _, terminated, truncated, _ = env.step(env.action_of(*roles))
+                if terminated or truncated:
+                    results.append({"seed": seed, **env.world.metrics.summary()})
+                    seed += 1
+                    env.reset(seed=seed)
+                    pilot.reset()
+                    if options.episodes is not None and len(results) >= options.episodes:
+                        running = False
+            frame = pygame.surfarray.make_surface(np.ascontiguousarray(env.frame.image.swapaxes(0, 1)))
+            if options.scale != 1:
+                frame = pygame.transform.scale(frame, size)
+            screen.blit(frame, (0, 0))
+            _draw_hud(screen, font, env, roles, paused, options.autopilot)
+            pygame.display.flip()
+            clock.tick(config.fps)
+            if options.seconds is not None and pygame.time.get_ticks() - start > options.seconds * 1000:
+                running = False
+        if env.world.metrics.time > 0 or not results:  # the episode under way
+            results.append({"seed": seed, **env.world.metrics.summary()})
+        return results
+    finally:
+        pygame.quit()
+
+
+def _draw_hud(screen, font, env: SimEnv, roles: tuple[bool, ...], paused: bool, autopilot: bool) -> None:
+    m: Metrics = env.world.metrics
+    lines = [f"{3.6 * env.world.player.v:5.0f} km/h", f"{m.distance / 1000:5.2f} km",
+             f"crashes {m.collisions}", "  ".join(k if on else "." for k, on in zip("WSAD", roles, strict=True))]
+    if autopilot:
+        lines.append("autopilot")
+    if paused:
+        lines.append("PAUSED  " + HELP)
+    y = 4
+    for text in lines:
+        shadow = font.render(text, True, (0, 0, 0))
+        screen.blit(shadow, (7, y + 1))
+        screen.blit(font.render(text, True, (255, 255, 255)), (6, y))
+        y += font.get_linesize()

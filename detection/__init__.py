@@ -1,0 +1,1 @@
+"""Obstacle detection: the YOLO head's helpers, annotation tools and YOLO dataset I/O."""
