@@ -218,30 +218,32 @@ class Renderer:
         if cls in (CAR, TRUCK):
             side = self.fog_colour(tuple(0.6 * c for c in colour), z)
             fx0, fy0, fx1, fy1 = (round(v) for v in far_rect)
+            # Polygons include their corner pixels, rectangles here stop at x1 - 1, y1 - 1: match them.
             if fx0 < x0:  # the left side faces the camera
-                cv2.fillConvexPoly(img, np.array([[x0, y0], [fx0, fy0], [fx0, fy1], [x0, y1]], np.int32), side)
+                pts = [[x0, y0], [fx0, fy0], [fx0, fy1 - 1], [x0, y1 - 1]]
+                cv2.fillConvexPoly(img, np.array(pts, np.int32), side)
             if fx1 > x1:
-                cv2.fillConvexPoly(img, np.array([[x1, y0], [fx1, fy0], [fx1, fy1], [x1, y1]], np.int32), side)
+                pts = [[x1 - 1, y0], [fx1 - 1, fy0], [fx1 - 1, fy1 - 1], [x1 - 1, y1 - 1]]
+                cv2.fillConvexPoly(img, np.array(pts, np.int32), side)
         if w < 5 or h < 4:
-            cv2.rectangle(img, (x0, y0), (max(x1 - 1, x0), max(y1 - 1, y0)), body, -1)
+            _fill(img, x0, y0, max(x1, x0 + 1), max(y1, y0 + 1), body)
             return
         if cls == CAR:
             cabin = y0 + int(0.45 * h)
-            cv2.rectangle(img, (x0 + w // 8, y0), (x1 - 1 - w // 8, cabin), body, -1)
-            cv2.rectangle(img, (x0 + w // 5, y0 + h // 10), (x1 - 1 - w // 5, cabin - 1),
-                          self.fog_colour((40, 50, 70), z), -1)
-            cv2.rectangle(img, (x0, cabin), (x1 - 1, y1 - 1 - h // 8), body, -1)
-            cv2.rectangle(img, (x0, y1 - h // 8), (x1 - 1, y1 - 1), self.fog_colour((25, 25, 25), z), -1)
+            _fill(img, x0 + w // 8, y0, x1 - w // 8, cabin + 1, body)
+            _fill(img, x0 + w // 5, y0 + h // 10, x1 - w // 5, cabin, self.fog_colour((40, 50, 70), z))
+            _fill(img, x0, cabin, x1, y1 - h // 8, body)
+            _fill(img, x0, y1 - max(1, h // 8), x1, y1, self.fog_colour((25, 25, 25), z))
             lamp = self.fog_colour((255, 30, 30), z, lit=True)
-            cv2.rectangle(img, (x0 + 1, cabin + h // 10), (x0 + w // 5, cabin + h // 5), lamp, -1)
-            cv2.rectangle(img, (x1 - 1 - w // 5, cabin + h // 10), (x1 - 2, cabin + h // 5), lamp, -1)
+            _fill(img, x0 + 1, cabin + h // 10, x0 + w // 5 + 1, cabin + h // 5 + 1, lamp)
+            _fill(img, x1 - 1 - w // 5, cabin + h // 10, x1 - 1, cabin + h // 5 + 1, lamp)
         elif cls == TRUCK:
-            cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1 - h // 10), body, -1)
+            _fill(img, x0, y0, x1, y1 - h // 10, body)
             cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1 - h // 10), self.fog_colour((40, 40, 40), z), 1)
-            cv2.rectangle(img, (x0, y1 - h // 10), (x1 - 1, y1 - 1), self.fog_colour((25, 25, 25), z), -1)
+            _fill(img, x0, y1 - max(1, h // 10), x1, y1, self.fog_colour((25, 25, 25), z))
             lamp = self.fog_colour((255, 40, 20), z, lit=True)
-            cv2.rectangle(img, (x0 + 1, y1 - h // 5), (x0 + w // 8, y1 - h // 8), lamp, -1)
-            cv2.rectangle(img, (x1 - 1 - w // 8, y1 - h // 5), (x1 - 2, y1 - h // 8), lamp, -1)
+            _fill(img, x0 + 1, y1 - h // 5, x0 + w // 8 + 1, y1 - h // 8 + 1, lamp)
+            _fill(img, x1 - 1 - w // 8, y1 - h // 5, x1 - 1, y1 - h // 8 + 1, lamp)
         elif cls == CONE:
             pts = np.array([[x0, y1 - 1], [x1 - 1, y1 - 1], [(x0 + x1) // 2, y0]], np.int32)
             cv2.fillConvexPoly(img, pts, body)
@@ -249,10 +251,10 @@ class Renderer:
             cv2.line(img, (x0 + w // 4, band), (x1 - 1 - w // 4, band), self.fog_colour((240, 240, 240), z),
                      max(1, h // 8))
         elif cls == BARRIER:
-            cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), self.fog_colour((240, 240, 240), z), -1)
+            _fill(img, x0, y0, x1, y1, self.fog_colour((240, 240, 240), z))
             stripe = max(2, w // 6)
             for k in range(x0, x1, 2 * stripe):
-                cv2.rectangle(img, (k, y0), (min(k + stripe, x1) - 1, y1 - 1), body, -1)
+                _fill(img, k, y0, min(k + stripe, x1), y1, body)
 
     def _draw_scenery(self, img: np.ndarray, kind: int, r: list[float], z: float) -> None:
         x0, y0, x1, y1 = (round(v) for v in r)
@@ -260,12 +262,20 @@ class Renderer:
         if kind == 0:  # a tree: trunk and canopy
             trunk = max(1, w // 6)
             cx = (x0 + x1) // 2
-            cv2.rectangle(img, (cx - trunk // 2, y0 + h // 2), (cx + trunk // 2, y1 - 1),
-                          self.fog_colour((90, 60, 30), z), -1)
+            _fill(img, cx - trunk // 2, y0 + h // 2, cx + trunk // 2 + 1, y1, self.fog_colour((90, 60, 30), z))
             cv2.circle(img, (cx, y0 + h // 3), max(1, w // 2), self.fog_colour((30, 100, 40), z), -1)
         else:  # a roadside post
-            cv2.rectangle(img, (x0, y0), (max(x1 - 1, x0), y1 - 1), self.fog_colour((235, 235, 235), z), -1)
-            cv2.rectangle(img, (x0, y0), (max(x1 - 1, x0), y0 + h // 5), self.fog_colour((220, 40, 40), z), -1)
+            _fill(img, x0, y0, max(x1, x0 + 1), y1, self.fog_colour((235, 235, 235), z))
+            _fill(img, x0, y0, max(x1, x0 + 1), y0 + h // 5 + 1, self.fog_colour((220, 40, 40), z))
+
+
+def _fill(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, colour: Colour) -> None:
+    """Fill the half-open pixel rectangle [x0, x1) x [y0, y1), clipped to the image; empty if inverted
+    (cv2.rectangle would swap inverted corners and paint outside the sprite)."""
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 > x0 and y1 > y0:
+        img[y0:y1, x0:x1] = colour
 
 
 def _sky_panorama(width: int, rows: int, f: float, look: Appearance, seed: int) -> np.ndarray:

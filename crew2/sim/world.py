@@ -68,6 +68,17 @@ class Objects:
     colour: np.ndarray  # (N, 3) body colour, RGB
     alive: np.ndarray  # (N,) False once knocked away (a cone that was hit)
 
+    @classmethod
+    def build(cls_, track: Track, classes, s, d, v=None, colour=(200, 40, 40)) -> Objects:
+        """Obstacles placed by hand (scenarios, tests): class ids, positions and speeds per object."""
+        c = np.asarray(classes, np.int64).reshape(-1)
+        n = len(c)
+        d_a = np.asarray(d, np.float64).reshape(n)
+        v_a = np.zeros(n) if v is None else np.asarray(v, np.float64).reshape(n)
+        return cls_(cls=c, s=np.asarray(s, np.float64).reshape(n), d=d_a, v=v_a, v_want=v_a.copy(),
+                    lane=track.lane_of(d_a), colour=np.tile(np.asarray(colour, np.uint8), (n, 1)),
+                    alive=np.ones(n, bool))
+
     @property
     def length(self) -> np.ndarray:
         return SIZE[self.cls, 0]
@@ -144,10 +155,14 @@ class World:
         self.track = Track(config.track_km * 1000, config.lanes, self.rng, config.curviness)
         self.top_speed = config.top_speed_kmh / 3.6
         self.player = Player(s=0.0, d=float(self.track.lane_centre(config.lanes // 2)), v=0.0)
-        self.objects = _place_objects(config, self.track, self.rng)
         self.metrics = Metrics()
-        self.last_crash = np.full(len(self.objects.s), -1e9)
         self.events = StepEvents()
+        self.set_objects(_place_objects(config, self.track, self.rng))
+
+    def set_objects(self, objects: Objects) -> None:
+        """Replace every obstacle on the road (used to build scenarios by hand)."""
+        self.objects = objects
+        self.last_crash = np.full(len(objects.s), -1e9)  # game time of each object's last contact
 
     @property
     def finished(self) -> bool:
@@ -301,16 +316,13 @@ def _place_objects(config: SimConfig, track: Track, rng: np.random.Generator) ->
         s.append(rng.uniform(30, VIEW_AHEAD) if rng.random() < 0.8 else rng.uniform(-VIEW_BEHIND, -20))
         d.append(float(track.lane_centre(lane)))
         v.append(rng.uniform(14, 20) if truck else rng.uniform(18, 30))
-    n = len(cls)
-    cls_a = np.array(cls, dtype=np.int64).reshape(n)
-    s_a, d_a = np.array(s, dtype=np.float64).reshape(n), np.array(d, dtype=np.float64).reshape(n)
+    cls_a, s_a, d_a = np.array(cls, np.int64), np.array(s, np.float64), np.array(d, np.float64)
     _separate_traffic(cls_a, s_a, d_a, track)
-    colours = rng.integers(30, 230, (n, 3)).astype(np.uint8)
-    colours[cls_a == CONE] = (255, 110, 0)
-    colours[cls_a == BARRIER] = (220, 30, 30)
-    v_a = np.array(v, dtype=np.float64).reshape(n)
-    return Objects(cls=cls_a, s=s_a, d=d_a, v=v_a, v_want=v_a.copy(), lane=track.lane_of(d_a),
-                   colour=colours, alive=np.ones(n, bool))
+    objects = Objects.build(track, cls_a, s_a, d_a, np.array(v, np.float64))
+    objects.colour = rng.integers(30, 230, (len(cls_a), 3)).astype(np.uint8)
+    objects.colour[cls_a == CONE] = (255, 110, 0)
+    objects.colour[cls_a == BARRIER] = (220, 30, 30)
+    return objects
 
 
 def _separate_traffic(cls: np.ndarray, s: np.ndarray, d: np.ndarray, track: Track) -> None:

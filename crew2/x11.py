@@ -1,0 +1,99 @@
+"""X11 plumbing (python-xlib): find a window by title, where it is on screen, and XTest key events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crew2.errors import Crew2Error
+
+# crew2 key names (crew2.keys.KEY_NAMES) that are not their own X keysym names.
+_KEYSYMS = {
+    "up": "Up", "down": "Down", "left": "Left", "right": "Right", "space": "space", "shift": "Shift_L",
+    "ctrl": "Control_L", "alt": "Alt_L", "enter": "Return", "tab": "Tab", "esc": "Escape",
+    "backspace": "BackSpace", "home": "Home", "end": "End", "pageup": "Prior", "pagedown": "Next",
+    "insert": "Insert", "delete": "Delete", **{f"f{i}": f"F{i}" for i in range(1, 13)},
+}
+
+
+@dataclass(frozen=True)
+class Rect:
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+def open_display(name: str | None = None):
+    from Xlib import display, error
+
+    try:
+        return display.Display(name)
+    except (error.DisplayError, error.DisplayNameError) as e:
+        raise Crew2Error(f"cannot open the X display {name or '$DISPLAY'}: {e}") from e
+
+
+def _title(win) -> str:
+    from Xlib.error import XError
+
+    try:
+        name = win.get_full_text_property(win.display.get_atom("_NET_WM_NAME")) or win.get_wm_name()
+    except XError:  # a window can vanish while we look at it (BadWindow): it has no title then
+        return ""
+    return name if isinstance(name, str) else ""
+
+
+def find_window(dpy, title: str):
+    """The first viewable window whose title contains `title` (case-insensitive), searched depth-first."""
+    from Xlib import X
+    from Xlib.error import XError
+
+    wanted = title.lower()
+    stack = [dpy.screen().root]
+    while stack:
+        win = stack.pop()
+        if wanted in _title(win).lower():
+            try:
+                if win.get_attributes().map_state == X.IsViewable:
+                    return win
+            except XError:  # vanished between the two calls
+                pass
+        try:
+            stack.extend(reversed(win.query_tree().children))
+        except XError:
+            continue
+    raise Crew2Error(f"no window titled like '{title}' is open")
+
+
+def window_rect(dpy, win) -> Rect:
+    """The window's client area in root (screen) coordinates."""
+    geom = win.get_geometry()
+    pos = win.translate_coords(dpy.screen().root, 0, 0)
+    return Rect(-pos.x, -pos.y, geom.width, geom.height)
+
+
+def keycode(dpy, key: str) -> int:
+    """The keycode of a crew2 key name on this X server."""
+    from Xlib import XK
+
+    sym = XK.string_to_keysym(_KEYSYMS.get(key, key))
+    code = dpy.keysym_to_keycode(sym) if sym else 0
+    if not code:
+        raise Crew2Error(f"the X server has no key for '{key}'")
+    return code
+
+
+def send_key(dpy, key: str, down: bool) -> None:
+    """Press or release one key through XTest, as if typed on the keyboard."""
+    from Xlib import X
+    from Xlib.ext import xtest
+
+    xtest.fake_input(dpy, X.KeyPress if down else X.KeyRelease, keycode(dpy, key))
+    dpy.sync()
+
+
+def focus(dpy, win) -> None:
+    """Give `win` the keyboard focus (there may be no window manager to do it)."""
+    from Xlib import X
+
+    win.set_input_focus(X.RevertToParent, X.CurrentTime)
+    dpy.sync()
