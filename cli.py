@@ -163,13 +163,12 @@ def bench_sim_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results here.")] = None,
 ) -> None:
     """Headless simulator speed on one core (step + render, frames/s) and the autopilot's driving."""
-    from crew2.bench import bench_sim, machine, pin_one_core
+    from crew2.bench import bench_sim, machine, one_core
 
     if seconds <= 0 or seeds < 1:
         raise Crew2Error("--seconds must be positive and --seeds at least 1")
-    pinned = pin_one_core()
     config = sim_config(width, height, 3, 1.0, 1.0, 5.0, False)
-    with out.status("benchmarking the simulator…"):
+    with out.status("benchmarking the simulator…"), one_core() as pinned:
         result = bench_sim(config, seconds=seconds, seeds=seeds)
     table = Table(title=f"crew2 bench sim ({'one core' if pinned else 'unpinned'})")
     table.add_column("measure")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,17 +20,31 @@ from crew2.sim.world import SimConfig, World
 
 def machine() -> dict[str, str | int]:
     """What the figures were measured on."""
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count() or 0,
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("model name")]
+        cpu = models[0] if models else cpu
+    return {"cpu": cpu, "cores": os.cpu_count() or 0,
             "python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__}
 
 
-def pin_one_core() -> bool:
-    """Run on a single core, as the targets are stated: one CPU, OpenCV single-threaded."""
+@contextmanager
+def one_core() -> Iterator[bool]:
+    """Run the block on a single core, OpenCV single-threaded, as the targets are stated; restores both.
+    Yields whether pinning was possible (not on every OS)."""
+    threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-        return True
-    return False
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else None
+    try:
+        if cores is not None:
+            os.sched_setaffinity(0, {min(cores)})
+        yield cores is not None
+    finally:
+        cv2.setNumThreads(threads)
+        if cores is not None:
+            os.sched_setaffinity(0, cores)
 
 
 def bench_sim(config: SimConfig, seconds: float = 3.0, seeds: int = 5) -> dict[str, float]:

@@ -1,0 +1,70 @@
+"""The command line: every verb has help, the built ones run, bad input is one clear line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+VERBS = ["record", "annotate", "train", "eval", "export", "drive", "demo", "sim", "bench", "data"]
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help(verb):
+    result = runner.invoke(app, [verb, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output and len(result.output) > 200
+
+
+def test_headless_sim_prints_a_summary_and_writes_json(tmp_path):
+    out = tmp_path / "eps.json"
+    result = runner.invoke(app, ["sim", "--headless", "--episodes", "2", "--track-km", "0.5", "--width", "128",
+                                 "--height", "72", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "collisions" in result.output and "mean" in result.output
+    episodes = json.loads(out.read_text())
+    assert [e["seed"] for e in episodes] == [0, 1]
+    assert all(e["distance_m"] >= 500 for e in episodes)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sim", "--headless", "--lanes", "9"], "lanes must be 2, 3 or 4"),
+    (["sim", "--headless", "--width", "0"], "too small"),
+    (["sim", "--headless", "--traffic", "-1"], "traffic must be zero or more"),
+    (["sim", "--scale", "0"], "--scale must be 1 or more"),
+    (["demo", "--episodes", "0"], "--episodes must be 1 or more"),
+])
+def test_bad_input_is_one_clear_line(args, message):
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unbuilt_verb_says_so():
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train"], capture_output=True, text=True)
+    assert result.returncode == 3 and "not built yet" in result.stderr
+
+
+def test_console_script_and_module_agree():
+    exe = Path(sys.executable).with_name("crew2")
+    result = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("crew2 ")
+
+
+def test_bench_sim_reports_rates_and_driving(tmp_path):
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", "sim", "--seconds", "0.5", "--seeds", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["sim"]["loop_fps"] > 0 and report["sim"]["frames"] > 0
+    assert report["sim"]["autopilot_episodes"] == 1 and report["machine"]["cores"] >= 1
