@@ -60,18 +60,20 @@ def sim_config(width: int, height: int, lanes: int, traffic: float, obstacles: f
                      track_km=track_km, randomize=randomize, fps=fps, max_seconds=max_seconds)
 
 
+EPISODE_COLUMNS = ("distance_m", "avg_speed_kmh", "collisions", "collisions_per_km", "offroad_s", "score")
+
+
 def print_episodes(results: list[dict[str, float]], title: str) -> None:
+    """One row per episode and a bold row of means."""
     from crew2.sim.episodes import mean_summary
 
     table = Table(title=title)
-    for col in ("seed", "distance_m", "avg_speed_kmh", "collisions", "collisions_per_km", "offroad_s", "score"):
+    for col in ("seed", *EPISODE_COLUMNS):
         table.add_column(col.replace("_", " "), justify="right")
     for r in results:
-        table.add_row(*(str(r[c]) for c in ("seed", "distance_m", "avg_speed_kmh", "collisions",
-                                             "collisions_per_km", "offroad_s", "score")))
+        table.add_row(str(r["seed"]), *(str(r[c]) for c in EPISODE_COLUMNS))
     mean = mean_summary(results)
-    table.add_row("mean", *(str(mean[c]) for c in ("distance_m", "avg_speed_kmh", "collisions",
-                                                   "collisions_per_km", "offroad_s", "score")), style="bold")
+    table.add_row("mean", *(str(mean[c]) for c in EPISODE_COLUMNS), style="bold")
     out.print(table)
 
 
