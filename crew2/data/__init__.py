@@ -1,0 +1,1 @@
+"""Session files and the tools around them (info, split, loading for training)."""

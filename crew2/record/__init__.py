@@ -1,0 +1,1 @@
+"""Recording: frame sources, keyboard readers, the paced capture loop and the background writer."""

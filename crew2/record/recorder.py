@@ -1,0 +1,99 @@
+"""The recording loop: paced ticks, newest frame + keys now, resize, hand to the background writer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from crew2.record.sources import FrameSource, KeyReader
+from crew2.record.writer import BackgroundWriter, Sample
+
+
+@dataclass
+class RecordControl:
+    """Set from other threads (hotkeys, signals): the loop reads it every tick."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    paused: threading.Event = field(default_factory=threading.Event)
+    discard_seconds: float = 0.0  # > 0: drop that many seconds of what was recorded, then reset to 0
+
+
+@dataclass
+class RecordStats:
+    frames: int = 0  # handed to the writer
+    dropped: int = 0  # the writer's queue was full
+    late: int = 0  # ticks that started more than a period late (capture or the machine too slow)
+    discarded: int = 0
+    elapsed: float = 0.0  # s of recording, pauses excluded
+    keys: np.ndarray | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def record_loop(source: FrameSource, reader: KeyReader, writer: BackgroundWriter, *, fps: float,
+                size: tuple[int, int], realtime: bool = True, max_frames: int | None = None,
+                max_seconds: float | None = None, control: RecordControl | None = None,
+                on_tick: Callable[[RecordStats], None] | None = None,
+                clock: Callable[[], float] = time.perf_counter) -> RecordStats:
+    """Record until `control.stop`, `max_frames` or `max_seconds`. With `realtime`, ticks are paced at
+    `fps` and timestamps are wall time; without (the sim), frames come as fast as they are made and
+    timestamps are frame index / fps. Boxes are stored when the source provides them."""
+    control = control or RecordControl()
+    stats = RecordStats()
+    period = 1.0 / fps
+    w, h = size
+    has_boxes = hasattr(source, "boxes")
+    start = next_tick = clock()
+    paused_at: float | None = None
+    while not control.stop.is_set():
+        if max_frames is not None and stats.frames >= max_frames:
+            break
+        if max_seconds is not None and stats.elapsed >= max_seconds:
+            break
+        if control.paused.is_set():
+            paused_at = paused_at or clock()
+            time.sleep(0.02)
+            continue
+        if paused_at is not None:  # resume: pauses do not count as time, nor as late ticks
+            start += clock() - paused_at
+            next_tick, paused_at = clock(), None
+        if control.discard_seconds > 0:
+            n = min(stats.frames, round(control.discard_seconds * fps))
+            writer.discard_last(n)
+            stats.frames -= n
+            stats.discarded += n
+            control.discard_seconds = 0.0
+        if realtime:
+            now = clock()
+            if now < next_tick:
+                time.sleep(next_tick - now)
+            elif now - next_tick > period:
+                stats.late += 1
+                next_tick = now  # do not try to catch up with a burst
+        frame = source.grab()
+        keys = reader.read()
+        t = (clock() - start) if realtime else stats.frames / fps
+        boxes = source.boxes() if has_boxes else None
+        if frame.shape[1] != w or frame.shape[0] != h:
+            sx, sy = w / frame.shape[1], h / frame.shape[0]
+            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+            if boxes is not None and len(boxes):
+                boxes = boxes * np.array([sx, sy, sx, sy, 1], np.float32)
+        sample = Sample(frame, keys.copy(), t, boxes, getattr(source, "box_source", 0) if has_boxes else 0)
+        if writer.submit(sample, block=not realtime):
+            stats.frames += 1
+        else:
+            stats.dropped += 1
+        stats.keys = keys
+        stats.elapsed = clock() - start if realtime else stats.frames / fps
+        next_tick += period
+        if on_tick is not None:
+            on_tick(stats)
+    return stats
