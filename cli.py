@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -32,14 +33,15 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except Crew2Error as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
 
 
 def not_built(verb: str, issue: str) -> None:
-    err.print(f"[yellow]crew2 {verb} is not built yet[/yellow]: it arrives with {issue}.", highlight=False)
+    err.print(f"[yellow]crew2 {verb} is not built yet[/yellow]: it arrives with {issue}.", highlight=False,
+              soft_wrap=True)
     raise typer.Exit(3)
 
 
@@ -184,7 +186,11 @@ def bench_sim_cmd(
 @app.command()
 @user_errors
 def record(
-    source: Annotated[str, typer.Option(help="Where frames come from: sim (screen and window: see below).")] = "sim",
+    source: Annotated[str, typer.Option(help="Where frames come from: screen, window or sim.")] = "screen",
+    window: Annotated[str | None, typer.Option(help="--source window: part of the game window's title.")] = None,
+    region: Annotated[str | None, typer.Option(help="--source screen: LEFT,TOP,WIDTH,HEIGHT in pixels.")] = None,
+    monitor: Annotated[int, typer.Option(help="--source screen: monitor number (1 = the first).")] = 1,
+    keys: Annotated[str | None, typer.Option(help="Keys to record, e.g. up,left,right,down (default w,a,s,d).")] = None,
     out_path: Annotated[Path | None, typer.Option("--out", help="Session file to write (.h5).")] = None,
     fps: Annotated[float, typer.Option(help="Frames per second to record (1-60).")] = 20.0,
     seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds of recording.")] = None,
@@ -192,57 +198,42 @@ def record(
     width: Annotated[int, typer.Option(help="Stored frame width, px.")] = 256,
     height: Annotated[int, typer.Option(help="Stored frame height, px.")] = 144,
     quality: Annotated[int, typer.Option(help="JPEG quality of stored frames (50-100).")] = 90,
+    countdown: Annotated[float, typer.Option(help="Seconds to switch to the game before recording starts.")] = 3.0,
+    discard_seconds: Annotated[float, typer.Option(help="What F8 throws away, in seconds.")] = 5.0,
     seed: Seed = 0,
     noise: Annotated[float, typer.Option(help="sim: autopilot key perturbations per second (DART).")] = 0.0,
     randomize: Randomize = False,
     traffic: Traffic = 1.0, obstacles: Obstacles = 1.0,
 ) -> None:
-    """Record a session: frames and the keys pressed, into one compressed HDF5 file.
+    """Record a session: the game's frames and the keys you press, into one compressed HDF5 file.
 
+    Hotkeys while recording: F9 pause/resume, F10 stop, F8 discard the last seconds; Ctrl+C stops too.
+    With --source window, recording pauses by itself while the game window is not in front.
     --source sim records the built-in game driven by its autopilot, as fast as it renders, with the
-    obstacles' ground-truth boxes. The screen and window sources and keyboard readers are not built yet."""
-    import time as _time
-
+    obstacles' ground-truth boxes."""
     from rich.live import Live
 
-    from crew2.data.session import SessionMeta
-    from crew2.keys import default_profile
-    from crew2.record.recorder import record_loop
-    from crew2.record.sources import SimSource
-    from crew2.record.writer import BackgroundWriter
-    from crew2.sim.world import CLASSES
+    from crew2.keys import default_profile, profile_from_keys
+    from crew2.record.run import RecordConfig, parse_region, record, status_line
 
-    if source != "sim":
-        raise Crew2Error(f"--source {source} is not built yet: only sim records in this version")
-    if not 1 <= fps <= 60:
-        raise Crew2Error(f"--fps must be between 1 and 60, not {fps}")
-    if not 50 <= quality <= 100:
-        raise Crew2Error(f"--quality must be between 50 and 100, not {quality}")
-    if seconds is None and frames is None:
-        raise Crew2Error("the sim records until told: give --seconds or --frames")
-    profile = default_profile()
-    config = sim_config(width, height, 3, traffic, obstacles, 5.0, randomize, fps=fps)
-    path = out_path or Path("sessions") / f"{_time.strftime('%Y%m%d-%H%M%S')}-sim-seed{seed}.h5"
-    meta = SessionMeta.for_profile(profile, fps=fps, width=width, height=height, source="sim",
-                                   driver="autopilot", jpeg_quality=quality, class_names=list(CLASSES))
-    writer = BackgroundWriter(path, meta)
+    config = RecordConfig(
+        source=source, out=out_path, fps=fps, width=width, height=height, quality=quality, seconds=seconds,
+        frames=frames, profile=profile_from_keys(keys) if keys else default_profile(), window=window,
+        region=parse_region(region) if region else None, monitor=monitor, countdown=countdown,
+        discard_seconds=discard_seconds, seed=seed, noise=noise,
+        sim=sim_config(width, height, 3, traffic, obstacles, 5.0, randomize, fps=fps) if source == "sim" else None)
     live = Live(console=out, refresh_per_second=4, transient=True)
+    shown = [0.0]
 
-    def show(s) -> None:
-        if s.frames % 50 == 0:
-            live.update(f"recording {path}: {s.frames} frames, {s.elapsed:.1f} s of game")
+    def show(stats) -> None:
+        if time.monotonic() - shown[0] > 0.25:
+            live.update(status_line(stats, config))
+            shown[0] = time.monotonic()
 
-    try:
-        with SimSource(config, profile, seed=seed, noise=noise) as src, live:
-            stats = record_loop(src, src, writer, fps=fps, size=(width, height), realtime=False,
-                                max_frames=frames, max_seconds=seconds, on_tick=show)
-    finally:
-        writer.close()
-    size_kb = path.stat().st_size / 1000
-    out.print(f"wrote {path}: {stats.frames} frames, {stats.elapsed:.1f} s at {fps:g} fps, "
-              f"{size_kb / max(stats.frames, 1):.1f} KB/frame, {stats.dropped} dropped")
-
-
+    with live:
+        stats = record(config, on_tick=show,
+                             on_countdown=lambda left: live.update(f"recording starts in {left:.0f} s…"))
+    out.print(status_line(stats, config, final=True), soft_wrap=True)
 @app.command()
 def annotate() -> None:
     """Annotate obstacle frames (select, auto from sim or a teacher model, review, export/import YOLO)."""

@@ -49,3 +49,21 @@ def default_profile() -> KeyProfile:
     """The Crew 2 on its default bindings: W throttle, A left, S brake, D right."""
     return KeyProfile("thecrew2", ("w", "a", "s", "d"),
                       {"throttle": "w", "left": "a", "brake": "s", "right": "d"})
+
+
+# Roles crew2 infers when keys are given as a bare list (--keys up,left,right,down).
+_USUAL_ROLES = {"w": "throttle", "up": "throttle", "s": "brake", "down": "brake", "a": "left", "left": "left",
+                "d": "right", "right": "right"}
+
+
+def profile_from_keys(text: str) -> KeyProfile:
+    """'up,left,right,down' -> a profile of those keys; W/A/S/D and the arrows get their usual roles."""
+    keys = tuple(k.strip().lower() for k in text.split(",") if k.strip())
+    if not keys:
+        raise Crew2Error("--keys needs at least one key name, e.g. --keys w,a,s,d")
+    roles: dict[str, str] = {}
+    for k in keys:
+        role = _USUAL_ROLES.get(k)
+        if role is not None and role not in roles:
+            roles[role] = k
+    return KeyProfile("custom", keys, roles)

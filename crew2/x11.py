@@ -97,3 +97,42 @@ def focus(dpy, win) -> None:
 
     win.set_input_focus(X.RevertToParent, X.CurrentTime)
     dpy.sync()
+
+
+def focused_window(dpy):
+    """The window that has the keyboard focus; with no window manager (focus = PointerRoot), the
+    top-level window under the pointer."""
+    from Xlib import X
+
+    focus = dpy.get_input_focus().focus
+    if isinstance(focus, int) or focus in (X.PointerRoot, X.NONE):
+        child = dpy.screen().root.query_pointer().child
+        return None if isinstance(child, int) or child == X.NONE else child
+    return focus
+
+
+def is_related(dpy, a, b) -> bool:
+    """True if windows a and b are the same, or one contains the other (a WM frame and its client)."""
+    if a is None or b is None:
+        return False
+    root = dpy.screen().root.id
+    for x, y in ((a, b), (b, a)):
+        w = x
+        while w is not None and w.id != root:
+            if w.id == y.id:
+                return True
+            w = w.query_tree().parent
+    return False
+
+
+class KeyState:
+    """Which keys are down on this X server now (XQueryKeymap): keys a person presses and keys injected
+    with XTest alike."""
+
+    def __init__(self, dpy, keys: list[str]):
+        self.dpy = dpy
+        self.codes = [keycode(dpy, k) for k in keys]
+
+    def read(self) -> list[bool]:
+        bitmap = self.dpy.query_keymap()  # 32 bytes, one bit per keycode
+        return [bool(bitmap[c // 8] & (1 << (c % 8))) for c in self.codes]

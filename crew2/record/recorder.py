@@ -41,18 +41,30 @@ def record_loop(source: FrameSource, reader: KeyReader, writer: BackgroundWriter
                 size: tuple[int, int], realtime: bool = True, max_frames: int | None = None,
                 max_seconds: float | None = None, control: RecordControl | None = None,
                 on_tick: Callable[[RecordStats], None] | None = None,
+                poll: Callable[[], None] | None = None,
                 clock: Callable[[], float] = time.perf_counter) -> RecordStats:
     """Record until `control.stop`, `max_frames` or `max_seconds`. With `realtime`, ticks are paced at
     `fps` and timestamps are wall time; without (the sim), frames come as fast as they are made and
-    timestamps are frame index / fps. Boxes are stored when the source provides them."""
-    control = control or RecordControl()
+    timestamps are frame index / fps. Boxes are stored when the source provides them. `poll` runs every
+    iteration, paused or not (hotkeys, focus); Ctrl+C (KeyboardInterrupt) ends the loop like a stop."""
     stats = RecordStats()
+    try:
+        return _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds,
+                     control or RecordControl(), stats, on_tick, poll, clock)
+    except KeyboardInterrupt:
+        return stats
+
+
+def _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, control, stats, on_tick, poll,
+          clock) -> RecordStats:
     period = 1.0 / fps
     w, h = size
     has_boxes = hasattr(source, "boxes")
     start = next_tick = clock()
     paused_at: float | None = None
     while not control.stop.is_set():
+        if poll is not None:
+            poll()
         if max_frames is not None and stats.frames >= max_frames:
             break
         if max_seconds is not None and stats.elapsed >= max_seconds:

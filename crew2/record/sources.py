@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+import time
+from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
 
+from crew2 import x11
 from crew2.data.session import SIM_TRUTH
+from crew2.errors import Crew2Error
 from crew2.keys import KeyProfile
 from crew2.sim.autopilot import Autopilot, NoisyAutopilot
 from crew2.sim.env import SimEnv
@@ -70,3 +76,141 @@ class SimSource:
 
     def boxes(self) -> np.ndarray:
         return self.truth
+
+
+class ThreadedCapture:
+    """Grabs in its own thread as fast as `grab_once` allows and keeps only the newest frame, so the
+    recording (or driving) loop never waits for a capture in progress and always gets the latest one."""
+
+    def __init__(self, open_grabber, name: str, max_fps: float = 120.0):
+        self._open, self.name = open_grabber, name
+        self.period = 1.0 / max_fps  # grabbing faster than the loop consumes only burns a core
+        self._frame: np.ndarray | None = None
+        self._error: BaseException | None = None
+        self._fresh = threading.Condition()
+        self._stop = threading.Event()
+        self.grabs = 0
+
+    def __enter__(self) -> ThreadedCapture:
+        self._thread = threading.Thread(target=self._run, name=f"crew2-capture-{self.name}", daemon=True)
+        self._thread.start()
+        with self._fresh:  # the first frame, or the error that prevented it
+            self._fresh.wait_for(lambda: self._frame is not None or self._error is not None, timeout=10)
+        if self._error is not None:
+            self.__exit__()
+            raise self._error
+        if self._frame is None:
+            self.__exit__()
+            raise Crew2Error(f"{self.name}: no frame captured within 10 s")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        try:
+            with self._open() as grab_once:  # capture handles belong to the thread that uses them
+                while not self._stop.is_set():
+                    started = time.perf_counter()
+                    frame = grab_once()
+                    with self._fresh:
+                        self._frame = frame
+                        self.grabs += 1
+                        self._fresh.notify_all()
+                    self._stop.wait(max(0.0, self.period - (time.perf_counter() - started)))
+        except BaseException as e:
+            with self._fresh:
+                self._error = e
+                self._fresh.notify_all()
+
+    def grab(self) -> np.ndarray:
+        with self._fresh:
+            if self._error is not None:
+                raise Crew2Error(f"{self.name}: capture failed: {self._error}") from self._error
+            return self._frame
+
+
+@contextmanager
+def _mss_region(display: str | None, region_fn):
+    """Yields grab_once() -> RGB frame of region_fn()'s rectangle (re-evaluated each grab)."""
+    import mss
+
+    kwargs = {"display": display} if display and sys.platform.startswith("linux") else {}
+    with mss.MSS(**kwargs) as sct:
+        def grab_once() -> np.ndarray:
+            r = region_fn()
+            shot = sct.grab({"left": r.left, "top": r.top, "width": r.width, "height": r.height})
+            return np.asarray(shot)[:, :, 2::-1].copy()  # BGRA -> RGB
+        yield grab_once
+
+
+def screen_size(display: str | None = None, monitor: int = 1) -> x11.Rect:
+    import mss
+
+    kwargs = {"display": display} if display and sys.platform.startswith("linux") else {}
+    with mss.MSS(**kwargs) as sct:
+        if not 0 <= monitor < len(sct.monitors):
+            raise Crew2Error(f"monitor {monitor} does not exist: this screen has {len(sct.monitors) - 1}")
+        m = sct.monitors[monitor]
+    return x11.Rect(m["left"], m["top"], m["width"], m["height"])
+
+
+def screen_source(region: x11.Rect | None = None, monitor: int = 1, display: str | None = None,
+                  max_fps: float = 120.0) -> ThreadedCapture:
+    """A monitor, or a region of it (screen coordinates); a region outside the screen is an error."""
+    screen = screen_size(display, monitor)
+    r = region or screen
+    if (r.width <= 0 or r.height <= 0 or r.left < screen.left or r.top < screen.top
+            or r.left + r.width > screen.left + screen.width or r.top + r.height > screen.top + screen.height):
+        raise Crew2Error(f"region {r.left},{r.top},{r.width},{r.height} is not inside monitor {monitor} "
+                         f"({screen.left},{screen.top},{screen.width},{screen.height})")
+    return ThreadedCapture(lambda: _mss_region(display, lambda: r), "screen", max_fps)
+
+
+class X11Window:
+    """A game window on X11, found by title: its client area (followed when it moves) and its focus."""
+
+    def __init__(self, title: str, display: str | None = None):
+        self.display = display
+        self.dpy = x11.open_display(display)
+        self.win = x11.find_window(self.dpy, title)
+        self.title = title
+
+    def rect(self) -> x11.Rect:
+        return x11.window_rect(self.dpy, self.win)
+
+    def focused(self) -> bool:
+        return x11.is_related(self.dpy, x11.focused_window(self.dpy), self.win)
+
+    def source(self, max_fps: float = 120.0) -> ThreadedCapture:
+        def open_grabber():
+            dpy = x11.open_display(self.display)  # its own connection: Xlib is not thread-safe
+            win = dpy.create_resource_object("window", self.win.id)
+            return _mss_region(self.display, lambda: x11.window_rect(dpy, win))
+        return ThreadedCapture(open_grabber, f"window '{self.title}'", max_fps)
+
+    def close(self) -> None:
+        self.dpy.close()
+
+
+class X11Keys:
+    """Key reader on X11: the profile's keys as a uint8 vector, plus any other key by name."""
+
+    def __init__(self, profile: KeyProfile, display: str | None = None, extra: tuple[str, ...] = ()):
+        self.dpy = x11.open_display(display)
+        self.n = len(profile.keys)
+        self.state = x11.KeyState(self.dpy, [*profile.keys, *extra])
+        self.extra = extra
+        self.last: list[bool] = []
+
+    def read(self) -> np.ndarray:
+        self.last = self.state.read()
+        return np.array(self.last[: self.n], np.uint8)
+
+    def down(self, key: str) -> bool:
+        """Whether an extra key (a hotkey) was down at the last read."""
+        return bool(self.last and self.last[self.n + self.extra.index(key)])
+
+    def close(self) -> None:
+        self.dpy.close()

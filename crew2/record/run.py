@@ -1,0 +1,173 @@
+"""`crew2 record` put together: a validated config, the parts chosen by name, hotkeys, focus, countdown."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crew2 import x11
+from crew2.data.session import SessionMeta
+from crew2.errors import Crew2Error
+from crew2.keys import KeyProfile, default_profile
+from crew2.record.recorder import RecordControl, RecordStats, record_loop
+from crew2.record.sources import SimSource, X11Keys, X11Window, screen_source
+from crew2.record.writer import BackgroundWriter
+from crew2.sim.world import CLASSES, SimConfig
+
+log = logging.getLogger(__name__)
+SOURCES = ("sim", "screen", "window")
+HOTKEYS = {"pause": "f9", "stop": "f10", "discard": "f8"}  # F8 drops the last `discard_seconds`
+
+
+@dataclass
+class RecordConfig:
+    source: str = "sim"
+    out: Path | None = None
+    fps: float = 20.0
+    width: int = 256
+    height: int = 144
+    quality: int = 90
+    seconds: float | None = None
+    frames: int | None = None
+    profile: KeyProfile = field(default_factory=default_profile)
+    window: str | None = None  # title substring, --source window
+    region: x11.Rect | None = None  # --source screen
+    monitor: int = 1
+    countdown: float = 3.0
+    discard_seconds: float = 5.0
+    display: str | None = None  # X11 display name; None = $DISPLAY
+    sim: SimConfig | None = None
+    seed: int = 0
+    noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise Crew2Error(f"unknown source '{self.source}': use one of {', '.join(SOURCES)}")
+        if not 1 <= self.fps <= 60:
+            raise Crew2Error(f"--fps must be between 1 and 60, not {self.fps}")
+        if not 50 <= self.quality <= 100:
+            raise Crew2Error(f"--quality must be between 50 and 100, not {self.quality}")
+        if self.width < 32 or self.height < 18:
+            raise Crew2Error(f"frame size {self.width}x{self.height} is too small: use at least 32x18")
+        if self.source == "window" and not self.window:
+            raise Crew2Error("--source window needs --window TITLE (a part of the game window's title)")
+        if self.source == "sim" and self.seconds is None and self.frames is None:
+            raise Crew2Error("the sim records until told: give --seconds or --frames")
+        if self.countdown < 0 or self.discard_seconds < 0:
+            raise Crew2Error("--countdown and --discard-seconds must be zero or more")
+        self.out = self.out or Path("sessions") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.source}.h5"
+
+
+def parse_region(text: str) -> x11.Rect:
+    """'LEFT,TOP,WIDTH,HEIGHT' -> Rect."""
+    try:
+        left, top, width, height = (int(v) for v in text.split(","))
+    except ValueError:
+        raise Crew2Error(f"--region must be LEFT,TOP,WIDTH,HEIGHT in pixels, not '{text}'") from None
+    return x11.Rect(left, top, width, height)
+
+
+def record(config: RecordConfig, on_tick: Callable[[RecordStats], None] | None = None,
+           on_countdown: Callable[[float], None] | None = None) -> RecordStats:
+    """Record one session into `config.out`. Ctrl+C stops cleanly; the file is always closed with what
+    was captured."""
+    if config.source == "sim":
+        return _record_sim(config, on_tick)
+    if not sys.platform.startswith("linux"):
+        raise Crew2Error("screen and window recording on this OS is not built yet: Linux/X11 only for now")
+    with contextlib.ExitStack() as stack:
+        keys = X11Keys(config.profile, config.display, extra=tuple(HOTKEYS.values()))
+        stack.callback(keys.close)
+        focused: Callable[[], bool] = lambda: True  # noqa: E731
+        if config.source == "window":
+            window = X11Window(config.window, config.display)
+            stack.callback(window.close)
+            source, focused = window.source(max_fps=2 * config.fps), window.focused
+            region = window.rect()
+        else:
+            source = screen_source(config.region, config.monitor, config.display, max_fps=2 * config.fps)
+            region = config.region
+        meta = _meta(config, region)
+        writer = BackgroundWriter(config.out, meta)
+        stack.callback(writer.close)
+        stack.enter_context(source)
+        _countdown(config.countdown, on_countdown)
+        control = RecordControl()
+        hotkeys = _Hotkeys(keys, control, focused, config.discard_seconds)
+        stats = record_loop(source, keys, writer, fps=config.fps, size=(config.width, config.height),
+                            max_frames=config.frames, max_seconds=config.seconds, control=control,
+                            on_tick=on_tick, poll=hotkeys.poll)
+        return stats
+
+
+def _record_sim(config: RecordConfig, on_tick) -> RecordStats:
+    sim = config.sim or SimConfig(width=config.width, height=config.height, fps=config.fps)
+    meta = _meta(config, None, driver="autopilot")
+    writer = BackgroundWriter(config.out, meta)
+    try:
+        with SimSource(sim, config.profile, seed=config.seed, noise=config.noise) as src:
+            stats = record_loop(src, src, writer, fps=config.fps, size=(config.width, config.height),
+                                realtime=False, max_frames=config.frames, max_seconds=config.seconds,
+                                on_tick=on_tick)
+    finally:
+        writer.close()
+    return stats
+
+
+def _meta(config: RecordConfig, region: x11.Rect | None, driver: str = "human") -> SessionMeta:
+    return SessionMeta.for_profile(
+        config.profile, fps=config.fps, width=config.width, height=config.height, source=config.source,
+        driver=driver, jpeg_quality=config.quality,
+        region=None if region is None else [region.left, region.top, region.width, region.height],
+        class_names=list(CLASSES) if config.source == "sim" else [])
+
+
+def _countdown(seconds: float, show: Callable[[float], None] | None) -> None:
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if show is not None:
+            show(left)
+        time.sleep(min(0.25, left))
+
+
+class _Hotkeys:
+    """Edge-triggered hotkeys read from the same key state as the recording, plus the focus guard: while
+    the game window is not in front, recording pauses by itself."""
+
+    def __init__(self, keys: X11Keys, control: RecordControl, focused: Callable[[], bool], discard: float):
+        self.keys, self.control, self.focused, self.discard = keys, control, focused, discard
+        self.was_down = {name: False for name in HOTKEYS}
+        self.user_paused = False
+
+    def poll(self) -> None:
+        self.keys.read()
+        for name, key in HOTKEYS.items():
+            down = self.keys.down(key)
+            if down and not self.was_down[name]:
+                if name == "stop":
+                    self.control.stop.set()
+                elif name == "pause":
+                    self.user_paused = not self.user_paused
+                elif name == "discard":
+                    self.control.discard_seconds = self.discard
+            self.was_down[name] = down
+        if self.user_paused or not self.focused():
+            self.control.paused.set()
+        else:
+            self.control.paused.clear()
+
+
+def status_line(stats: RecordStats, config: RecordConfig, final: bool = False) -> str:
+    """One line of recording status (pure: a function of the stats and the config)."""
+    size = config.out.stat().st_size / 1e6 if config.out.exists() else 0.0
+    pressed = "".join(k.upper() if on else "." for k, on in zip(config.profile.keys, stats.keys, strict=True)) \
+        if stats.keys is not None else ""
+    head = f"wrote {config.out}" if final else f"recording {config.out}"
+    return (f"{head}: {stats.frames} frames, {stats.elapsed:.1f} s, {stats.fps:.1f}/{config.fps:g} fps, "
+            f"{stats.dropped} dropped, {stats.late} late, {stats.discarded} discarded, {size:.1f} MB"
+            + ("" if final else f"  keys {pressed}"))

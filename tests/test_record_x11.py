@@ -1,0 +1,126 @@
+"""Recording a real window under Xvfb: frames via mss, keys injected with XTest read back from the X server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from Xlib import X
+
+from crew2 import x11
+from crew2.data.session import Session
+from crew2.errors import Crew2Error
+from crew2.record.sources import screen_source
+from crew2.sim.window import WINDOW_TITLE
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.x11
+
+
+@pytest.fixture
+def game(xvfb):
+    """The simulator's window on an empty road, focused; yields (display connection, window)."""
+    env = {**os.environ, "DISPLAY": xvfb, "SDL_AUDIODRIVER": "dummy"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "sim", "--traffic", "0", "--obstacles", "0",
+                             "--seconds", "60", "--width", "320", "--height", "180"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dpy = x11.open_display(xvfb)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            win = x11.find_window(dpy, WINDOW_TITLE)
+            break
+        except Crew2Error:
+            assert proc.poll() is None and time.monotonic() < deadline, "the sim window did not open"
+            time.sleep(0.2)
+    x11.focus(dpy, win)
+    yield dpy, win
+    proc.kill()
+    proc.wait()
+    dpy.close()
+
+
+def start_recording(xvfb: str, out: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "DISPLAY": xvfb}
+    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "record", "--source", "window", "--window",
+                             WINDOW_TITLE, "--fps", "20", "--countdown", "0", "--out", str(out), *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_frames(path: Path, n: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            try:
+                if len(Session(path)) >= n:
+                    return
+            except Crew2Error:
+                pass  # the writer is still creating it
+        time.sleep(0.1)
+    raise AssertionError(f"{path} did not reach {n} frames")
+
+
+def test_record_window_captures_frames_and_injected_keys(game, xvfb, tmp_path):
+    dpy, _ = game
+    out = tmp_path / "window.h5"
+    proc = start_recording(xvfb, out, "--seconds", "5")
+    wait_for_frames(out, 20)
+    x11.send_key(dpy, "w", down=True)
+    time.sleep(1.5)
+    x11.send_key(dpy, "w", down=False)
+    x11.send_key(dpy, "d", down=True)
+    time.sleep(0.5)
+    x11.send_key(dpy, "d", down=False)
+    log, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, log
+
+    s = Session(out)
+    assert 80 <= len(s) <= 102, f"{len(s)} frames in 5 s at 20 fps"
+    assert s.meta.source == "window" and s.meta.region[2:] == [320, 180]
+    keys = s.keys()
+    w, d = keys[:, 0], keys[:, 3]
+    assert w[:10].sum() == 0 and 24 <= w.sum() <= 36, "throttle held ~1.5 s = ~30 frames"
+    assert 6 <= d.sum() <= 14 and keys[:, 1].sum() == keys[:, 2].sum() == 0
+    first_d = int(np.argmax(d))
+    assert w[first_d - 3] == 1 and w[first_d + 2] == 0, "d came right after w, in order"
+    first, last = s.frame(0), s.frame(len(s) - 1)
+    assert first.std() > 20 and first.shape == (144, 256, 3)
+    assert np.abs(first.astype(int) - last.astype(int)).mean() > 2, "the car moved: the view changed"
+    times = s.times()
+    assert np.all(np.diff(times) > 0) and abs(np.median(np.diff(times)) - 0.05) < 0.01
+
+
+def test_recording_pauses_while_the_game_is_not_in_front(game, xvfb, tmp_path):
+    dpy, win = game
+    root = dpy.screen().root
+    root.set_input_focus(X.RevertToPointerRoot, X.CurrentTime)  # another window has the focus now
+    dpy.sync()
+    out = tmp_path / "unfocused.h5"
+    proc = start_recording(xvfb, out, "--seconds", "1.5")
+    time.sleep(2.5)
+    assert len(Session(out)) == 0 and proc.poll() is None, "nothing recorded while the game was in the back"
+    x11.focus(dpy, win)
+    log, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, log
+    assert 25 <= len(Session(out)) <= 32
+
+
+def test_region_outside_the_screen_is_a_clear_error(xvfb):
+    with pytest.raises(Crew2Error, match="is not inside monitor 1"):
+        screen_source(x11.Rect(1200, 600, 200, 200), display=xvfb)
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "record", "--region", "0,0,5000,10",
+                             "--countdown", "0"], env={**os.environ, "DISPLAY": xvfb}, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "is not inside monitor 1" in result.stderr
+
+
+def test_window_that_does_not_exist_is_a_clear_error(xvfb):
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "record", "--source", "window", "--window",
+                             "No Such Game", "--countdown", "0"], env={**os.environ, "DISPLAY": xvfb},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no window titled like 'No Such Game'" in result.stderr
