@@ -102,13 +102,13 @@ def test_discard_last_seconds(tmp_path):
 
 def test_killed_recording_leaves_a_readable_file(tmp_path):
     path = tmp_path / "killed.h5"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "record", "--frames", "100000", "--out", str(path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "record", "--source", "sim", "--frames",
+                             "100000", "--out", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if path.exists() and path.stat().st_size > 300_000:  # some seconds of frames are in
-            break
+    while not (path.exists() and path.stat().st_size > 300_000):  # some seconds of frames are in
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "the recording did not grow"
+        time.sleep(0.2)
     time.sleep(1.3)  # past at least one flush
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
