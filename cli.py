@@ -21,6 +21,8 @@ app = typer.Typer(help="Teach a neural network to play a driving game from its s
                   add_completion=False, pretty_exceptions_enable=False)
 bench_app = typer.Typer(help="Measure crew2: run every benchmark, or one of them.", invoke_without_command=True)
 app.add_typer(bench_app, name="bench")
+data_app = typer.Typer(help="Inspect, check, split, merge and view recorded sessions.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 out = Console()
 err = Console(stderr=True)
 
@@ -264,10 +266,146 @@ def drive() -> None:
     not_built("drive", "the driver issue")
 
 
-@app.command()
-def data() -> None:
-    """Inspect, view, split, merge and validate recorded sessions."""
-    not_built("data", "the recording issue")
+Sessions = Annotated[list[Path], typer.Argument(help="Session files, or folders holding them.")]
+
+
+@data_app.command("info")
+@user_errors
+def data_info(sessions: Sessions) -> None:
+    """Sessions, frames, duration, source and size per frame."""
+    from crew2.data.tools import info, session_paths
+
+    table = Table(title="sessions")
+    for col in ("session", "frames", "time", "fps", "source", "keys", "KB/frame", "boxes"):
+        table.add_column(col, justify="left" if col in ("session", "source", "keys") else "right")
+    rows = [info(p) for p in session_paths(sessions)]
+    for r in rows:
+        table.add_row(r.path.name, str(r.frames), f"{r.seconds:.0f} s", f"{r.fps:g}", f"{r.source}/{r.driver}",
+                      "".join(k.upper() if len(k) == 1 else f" {k} " for k in r.keys).strip(),
+                      f"{r.kb_per_frame:.1f}", str(r.annotated))
+    out.print(table)
+    frames = sum(r.frames for r in rows)
+    out.print(f"{len(rows)} session(s), {frames} frames, {sum(r.seconds for r in rows) / 60:.1f} min")
+
+
+@data_app.command("stats")
+@user_errors
+def data_stats(
+    sessions: Sessions,
+    png: Annotated[Path | None, typer.Option(help="Also draw the key combinations as a bar chart here.")] = None,
+) -> None:
+    """Key-combination distribution (table and optional PNG) and annotation counts per class."""
+    from collections import Counter
+
+    from crew2.data.tools import info, key_combinations, plot_combinations, session_paths
+
+    paths = session_paths(sessions)
+    counts = key_combinations(paths)
+    total = sum(counts.values())
+    table = Table(title=f"key combinations over {total} frames")
+    table.add_column("keys")
+    table.add_column("frames", justify="right")
+    table.add_column("share", justify="right")
+    for combo, n in counts.most_common():
+        table.add_row(combo, str(n), f"{100 * n / total:.1f}%")
+    out.print(table)
+    rows = [info(p) for p in paths]
+    per_class = sum((r.boxes_per_class for r in rows), Counter())
+    out.print(f"annotated frames: {sum(r.annotated for r in rows)} of {total} "
+              f"({sum(r.reviewed for r in rows)} reviewed); boxes per class: "
+              + (", ".join(f"{k} {v}" for k, v in per_class.most_common()) or "none"))
+    if png is not None:
+        plot_combinations(counts, png)
+        out.print(f"wrote {png}")
+
+
+@data_app.command("validate")
+@user_errors
+def data_validate(sessions: Sessions) -> None:
+    """Open every session and decode every frame; list what is wrong. Exit 1 if anything is."""
+    from crew2.data.tools import session_paths, validate
+
+    bad = 0
+    for p in session_paths(sessions):
+        problems = validate(p)
+        bad += bool(problems)
+        out.print(f"[green]ok[/green]   {p}" if not problems else f"[red]bad[/red]  {p}: " + "; ".join(problems),
+                  highlight=False, soft_wrap=True)
+    if bad:
+        raise typer.Exit(1)
+
+
+@data_app.command("split")
+@user_errors
+def data_split(
+    sessions: Sessions,
+    out_path: Annotated[Path, typer.Option("--out", help="Dataset descriptor to write (YAML).")],
+    val: Annotated[float, typer.Option(help="Share of frames for validation.")] = 0.15,
+    test: Annotated[float, typer.Option(help="Share of frames for testing.")] = 0.15,
+    seed: Annotated[int, typer.Option(help="Same seed, same split.")] = 0,
+) -> None:
+    """Split sessions into train/val/test by session (never by frame), reproducibly; write a YAML list."""
+    import yaml
+
+    from crew2.data.session import Session
+    from crew2.data.tools import session_paths, split
+
+    parts = split(session_paths(sessions), (1 - val - test, val, test), seed)
+    out_path.write_text(yaml.safe_dump({name: [str(p) for p in ps] for name, ps in parts.items()}, sort_keys=False))
+    for name, ps in parts.items():
+        out.print(f"{name:5s} {len(ps):3d} session(s), {sum(len(Session(p)) for p in ps)} frames")
+    out.print(f"wrote {out_path}")
+
+
+@data_app.command("merge")
+@user_errors
+def data_merge(sessions: Sessions,
+               out_path: Annotated[Path, typer.Option("--out", help="The merged session file.")]) -> None:
+    """Concatenate sessions with the same keys and resolution into one file (frames are not re-encoded)."""
+    from crew2.data.tools import merge, session_paths
+
+    n = merge(session_paths(sessions), out_path)
+    out.print(f"wrote {out_path}: {n} frames")
+
+
+@data_app.command("view")
+@user_errors
+def data_view(
+    session: Annotated[Path, typer.Argument(help="The session file to play.")],
+    mp4: Annotated[Path | None, typer.Option(help="Write a video instead of opening a window.")] = None,
+    scale: Annotated[int, typer.Option(help="Pixels per frame pixel.")] = 3,
+) -> None:
+    """Play a session with its keys (and boxes) drawn over it; Space pauses, Q quits. Or --mp4 out.mp4."""
+    from crew2.data.tools import write_mp4
+
+    if scale < 1:
+        raise Crew2Error(f"--scale must be 1 or more, not {scale}")
+    if mp4 is not None:
+        n = write_mp4(session, mp4, scale)
+        out.print(f"wrote {mp4}: {n} frames")
+        return
+    import cv2
+
+    from crew2.data.session import Session
+    from crew2.data.tools import overlay
+
+    s = Session(session)
+    keys, i, delay = s.keys(), 0, max(1, int(1000 / s.meta.fps))
+    title = f"crew2 data view: {session.name}"
+    try:
+        while i < len(s):
+            cv2.imshow(title, overlay(s.frame(i), s.meta.keys, keys[i], s.boxes(i), s.meta.class_names, scale))
+            k = cv2.waitKey(delay) & 0xFF
+            if k == ord("q") or cv2.getWindowProperty(title, cv2.WND_PROP_VISIBLE) < 1:
+                break
+            if k == ord(" "):
+                cv2.waitKey(0)
+            i += 1
+    except cv2.error as e:
+        raise Crew2Error(f"cannot open a window ({e.msg.strip()}): use --mp4 on a machine without a display") from e
+    finally:
+        cv2.destroyAllWindows()
+        s.close()
 
 
 def version_callback(value: bool) -> None:

@@ -1,0 +1,239 @@
+"""Tools over session files: inventory, key-combination statistics, validation, splits, merging, overlays."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from crew2.data.session import BOX_SOURCE, FRAMES, KEYS, NOT_ANNOTATED, REVIEWED, Session, SessionWriter
+from crew2.errors import Crew2Error
+
+SPLITS = ("train", "val", "test")
+
+
+def session_paths(paths: list[Path]) -> list[Path]:
+    """Files as given, and the .h5 files inside folders, sorted; an empty result is an error."""
+    found: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found += sorted(p.rglob("*.h5"))
+        elif p.exists():
+            found.append(p)
+        else:
+            raise Crew2Error(f"{p}: no such file or folder")
+    if not found:
+        raise Crew2Error(f"no session files (.h5) in {', '.join(map(str, paths))}")
+    return found
+
+
+@dataclass
+class SessionInfo:
+    path: Path
+    frames: int
+    seconds: float
+    fps: float
+    source: str
+    driver: str
+    keys: list[str]
+    resolution: str
+    kb_per_frame: float
+    annotated: int
+    reviewed: int
+    boxes_per_class: Counter
+
+
+def info(path: Path) -> SessionInfo:
+    s = Session(path)
+    try:
+        times = s.times()
+        sources = s.box_sources()
+        per_class: Counter = Counter()
+        for i in np.flatnonzero(sources != NOT_ANNOTATED):
+            per_class.update(int(c) for c in s.boxes(int(i))[:, 4])
+        names = s.meta.class_names
+        per_class = Counter({(names[c] if c < len(names) else str(c)): n for c, n in per_class.items()})
+        return SessionInfo(
+            path=path, frames=len(s), seconds=float(times[-1] - times[0]) if len(s) > 1 else 0.0,
+            fps=s.meta.fps, source=s.meta.source, driver=s.meta.driver, keys=s.meta.keys,
+            resolution=f"{s.meta.width}x{s.meta.height}", kb_per_frame=path.stat().st_size / 1000 / max(len(s), 1),
+            annotated=int((sources != NOT_ANNOTATED).sum()), reviewed=int((sources == REVIEWED).sum()),
+            boxes_per_class=per_class)
+    finally:
+        s.close()
+
+
+def combo_name(keys: list[str], vector: np.ndarray) -> str:
+    """'W+A' for a key vector with W and A down; 'none' when nothing is."""
+    down = [k.upper() for k, on in zip(keys, vector, strict=True) if on]
+    return "+".join(down) if down else "none"
+
+
+def key_combinations(paths: list[Path]) -> Counter:
+    """How many frames show each combination of keys, over all sessions (which must share a key list)."""
+    counts: Counter = Counter()
+    keys = None
+    for path in paths:
+        s = Session(path)
+        if keys is not None and s.meta.keys != keys:
+            raise Crew2Error(f"{path} records keys {s.meta.keys}, the others {keys}: compare like with like")
+        keys = s.meta.keys
+        vectors, n = np.unique(s.keys(), axis=0, return_counts=True)
+        counts.update({combo_name(keys, v): int(c) for v, c in zip(vectors, n, strict=True)})
+        s.close()
+    return counts
+
+
+def plot_combinations(counts: Counter, png: Path, title: str = "key combinations") -> None:
+    """A horizontal bar chart of frames per key combination, largest first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = counts.most_common()
+    total = max(sum(counts.values()), 1)
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(items) + 1.2))
+    ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#3b7dd8")
+    for i, (_, v) in enumerate(items[::-1]):
+        ax.text(v, i, f" {v} ({100 * v / total:.1f}%)", va="center", fontsize=8)
+    ax.set_xlabel("frames")
+    ax.set_title(title)
+    ax.set_xlim(0, max(v for _, v in items) * 1.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def validate(path: Path) -> list[str]:
+    """Every problem found in a session, as sentences; empty when the file is sound. Decodes every frame."""
+    try:
+        s = Session(path)
+    except Crew2Error as e:
+        return [str(e)]
+    problems = []
+    try:
+        f = s.f
+        lengths = {name: len(f[name]) for name in f}
+        if len(set(lengths.values())) > 1:
+            problems.append(f"datasets differ in length ({lengths}): a frame was cut off by a crash")
+        keys, times = s.keys(), s.times()
+        if keys.shape[1] != len(s.meta.keys):
+            problems.append(f"key vectors have {keys.shape[1]} entries for {len(s.meta.keys)} keys")
+        if not np.isin(keys, (0, 1)).all():
+            problems.append("key vectors hold values other than 0 and 1")
+        if len(times) > 1 and not np.all(np.diff(times) > 0):
+            problems.append(f"timestamps go backwards or repeat at {int(np.argmin(np.diff(times)))}")
+        bad_frames = []
+        for i in range(len(s)):
+            try:
+                frame = s.frame(i)
+                if frame.shape != (s.meta.height, s.meta.width, 3):
+                    bad_frames.append(i)
+            except Crew2Error:
+                bad_frames.append(i)
+            b = s.boxes(i)
+            if len(b) and ((b[:, :4] < -0.5).any() or (b[:, [0, 2]] > s.meta.width + 0.5).any()
+                           or (b[:, [1, 3]] > s.meta.height + 0.5).any()):
+                problems.append(f"frame {i} has a box outside the frame")
+            if len(b) and s.meta.class_names and ((b[:, 4] < 0) | (b[:, 4] >= len(s.meta.class_names))).any():
+                problems.append(f"frame {i} has a box of an unknown class")
+        if bad_frames:
+            problems.append(f"{len(bad_frames)} frame(s) do not decode to {s.meta.width}x{s.meta.height}, "
+                            f"first at {bad_frames[0]}")
+    finally:
+        s.close()
+    return problems
+
+
+def split(paths: list[Path], fractions: tuple[float, float, float], seed: int) -> dict[str, list[Path]]:
+    """Whole sessions to train/val/test (never frames: neighbouring frames are near duplicates), so that
+    each split's share of frames comes close to its fraction. Reproducible for a seed."""
+    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise Crew2Error(f"split fractions must be zero or more and add up to 1, not {fractions}")
+    if len(paths) < sum(f > 0 for f in fractions):
+        raise Crew2Error(f"{len(paths)} session(s) cannot fill {sum(f > 0 for f in fractions)} splits: "
+                         "record more sessions (splits are by session, never by frame)")
+    frames = {p: len(Session(p)) for p in paths}
+    order = sorted(paths)
+    random.Random(seed).shuffle(order)
+    total = sum(frames.values())
+    result: dict[str, list[Path]] = {name: [] for name in SPLITS}
+    filled = dict.fromkeys(SPLITS, 0)
+    # Each non-empty split gets one session first, then sessions go where the share is furthest behind.
+    wanted = [name for name, f in zip(SPLITS, fractions, strict=True) if f > 0]
+    for name, p in zip(wanted, order, strict=False):
+        result[name].append(p)
+        filled[name] += frames[p]
+    share = dict(zip(SPLITS, fractions, strict=True))
+    for p in order[len(wanted):]:
+        name = max(wanted, key=lambda n: share[n] * total - filled[n])
+        result[name].append(p)
+        filled[name] += frames[p]
+    return result
+
+
+def merge(paths: list[Path], out: Path) -> int:
+    """Concatenate sessions recorded with the same keys and resolution into one file; times continue
+    where the previous session ended. Returns the number of frames."""
+    sessions = [Session(p) for p in paths]
+    first = sessions[0].meta
+    for p, s in zip(paths, sessions, strict=True):
+        if (s.meta.keys, s.meta.width, s.meta.height) != (first.keys, first.width, first.height):
+            raise Crew2Error(f"{p} has keys {s.meta.keys} at {s.meta.width}x{s.meta.height}, the first "
+                             f"{first.keys} at {first.width}x{first.height}: only like sessions merge")
+    meta = first.__class__(**{**first.__dict__, "source": "merged", "created": ""})
+    offset = 0.0
+    with SessionWriter(out, meta) as w:
+        for s in sessions:
+            times = s.times()
+            for i in range(len(s)):
+                # The JPEG bytes are copied as they are: merging never re-encodes a frame.
+                w.append(s.f[FRAMES][i], s.f[KEYS][i], offset + times[i] - times[0], s.boxes(i),
+                         int(s.f[BOX_SOURCE][i]))
+            offset += (times[-1] - times[0] if len(times) else 0.0) + 1.0 / first.fps
+            s.close()
+        return w.n
+
+
+def overlay(frame: np.ndarray, keys: list[str], vector: np.ndarray, boxes: np.ndarray,
+            class_names: list[str], scale: int = 3) -> np.ndarray:
+    """The frame enlarged, with the pressed keys and the boxes drawn on it (BGR, for OpenCV)."""
+    h, w = frame.shape[:2]
+    img = cv2.resize(frame[:, :, ::-1], (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+    for x1, y1, x2, y2, c in boxes:
+        name = class_names[int(c)] if int(c) < len(class_names) else str(int(c))
+        p1, p2 = (int(x1 * scale), int(y1 * scale)), (int(x2 * scale), int(y2 * scale))
+        cv2.rectangle(img, p1, p2, (255, 0, 255), 1)
+        cv2.putText(img, name, (p1[0], max(p1[1] - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 0, 255), 1)
+    x = 8
+    for k, on in zip(keys, vector, strict=True):
+        label = k.upper()
+        size = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)[0]
+        cv2.rectangle(img, (x - 4, h * scale - 30), (x + size[0] + 4, h * scale - 6),
+                      (40, 200, 40) if on else (60, 60, 60), -1)
+        cv2.putText(img, label, (x, h * scale - 11), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
+        x += size[0] + 14
+    return img
+
+
+def write_mp4(path: Path, out: Path, scale: int = 3) -> int:
+    """The session as a video with keys and boxes drawn; returns the number of frames written."""
+    s = Session(path)
+    meta = s.meta
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), meta.fps,
+                             (meta.width * scale, meta.height * scale))
+    if not writer.isOpened():
+        raise Crew2Error(f"cannot write a video to {out}")
+    try:
+        keys = s.keys()
+        for i in range(len(s)):
+            writer.write(overlay(s.frame(i), meta.keys, keys[i], s.boxes(i), meta.class_names, scale))
+    finally:
+        writer.release()
+        s.close()
+    return len(keys)
