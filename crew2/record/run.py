@@ -63,6 +63,23 @@ class RecordConfig:
         self.out = self.out or Path("sessions") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.source}.h5"
 
 
+def _win32_keys(config: RecordConfig, extra: tuple[str, ...]):
+    from crew2.record.win32 import WinKeys
+
+    return WinKeys(config.profile, extra)
+
+
+def _win32_window(config: RecordConfig):
+    from crew2.record.win32 import Win32Window
+
+    return Win32Window(config.window)
+
+
+# Key readers and game windows per platform (X11 covers Linux desktops and games run through Proton).
+KEY_READERS = {"x11": lambda c, extra: X11Keys(c.profile, c.display, extra), "win32": _win32_keys}
+WINDOWS = {"x11": lambda c: X11Window(c.window, c.display), "win32": _win32_window}
+
+
 def parse_region(text: str) -> x11.Rect:
     """'LEFT,TOP,WIDTH,HEIGHT' -> Rect."""
     try:
@@ -78,19 +95,19 @@ def record(config: RecordConfig, on_tick: Callable[[RecordStats], None] | None =
     was captured."""
     if config.source == "sim":
         return _record_sim(config, on_tick)
-    if not sys.platform.startswith("linux"):
-        raise Crew2Error("screen and window recording on this OS is not built yet: Linux/X11 only for now")
+    platform = "win32" if sys.platform == "win32" else "x11"
     with contextlib.ExitStack() as stack:
-        keys = X11Keys(config.profile, config.display, extra=tuple(HOTKEYS.values()))
+        keys = KEY_READERS[platform](config, tuple(HOTKEYS.values()))
         stack.callback(keys.close)
         focused: Callable[[], bool] = lambda: True  # noqa: E731
         if config.source == "window":
-            window = X11Window(config.window, config.display)
+            window = WINDOWS[platform](config)
             stack.callback(window.close)
             source, focused = window.source(max_fps=2 * config.fps), window.focused
             region = window.rect()
         else:
-            source = screen_source(config.region, config.monitor, config.display, max_fps=2 * config.fps)
+            display = config.display if platform == "x11" else None
+            source = screen_source(config.region, config.monitor, display, max_fps=2 * config.fps)
             region = config.region
         meta = _meta(config, region)
         writer = BackgroundWriter(config.out, meta)
