@@ -7,10 +7,13 @@ Layout (format version 1), every dataset growing along its first axis:
 - `time`    (N,) float64: seconds since the session started.
 - `boxes`   (N,) variable-length float32: per frame M rows of (x1, y1, x2, y2, class) in pixels, flattened.
 - `box_source` (N,) uint8: 0 not annotated, 1 simulator ground truth, 2 teacher model, 3 reviewed by a person.
+- `committed` (1,) int64: how many frames were complete at the last flush.
 Attributes carry the format version, fps, key profile, source, region, resolution, crew2 version and date.
 
 Files are written in HDF5's SWMR mode and flushed at least once a second, so a killed recording leaves a
-file that opens and holds everything up to the last flush.
+file that opens and holds everything up to the last flush. Dataset lengths on disk may run ahead of the
+frames' bytes (HDF5 can write metadata before a flush), so readers trust `committed` and check the last
+frame reads.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from crew2.keys import KeyProfile
 
 FORMAT_VERSION = 1
 FRAMES, KEYS, TIME, BOXES, BOX_SOURCE = "frames", "keys", "time", "boxes", "box_source"
+PER_FRAME = (FRAMES, KEYS, TIME, BOXES, BOX_SOURCE)  # the datasets with one entry per frame
+COMMITTED = "committed"  # (1,) frames known complete on disk, written with every flush
 NOT_ANNOTATED, SIM_TRUTH, TEACHER, REVIEWED = range(4)
 CHUNK = 256  # frames per HDF5 chunk of the small per-frame datasets
 
@@ -92,6 +97,7 @@ class SessionWriter:
         self.f.create_dataset(TIME, (0,), maxshape=(None,), dtype=np.float64, chunks=(CHUNK,))
         self.f.create_dataset(BOXES, (0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.float32), chunks=(CHUNK,))
         self.f.create_dataset(BOX_SOURCE, (0,), maxshape=(None,), dtype=np.uint8, chunks=(CHUNK,))
+        self.f.create_dataset(COMMITTED, data=np.zeros(1, np.int64))
         for name, value in asdict(meta).items():
             self.f.attrs[name] = json.dumps(value) if isinstance(value, list | dict) or value is None else value
         self.f.swmr_mode = True  # from here on a reader (or a crash) always sees a consistent file
@@ -102,7 +108,7 @@ class SessionWriter:
                box_source: int = NOT_ANNOTATED) -> None:
         """One frame: JPEG bytes (see `encode`), its key vector, its time, optionally its (M, 5) boxes."""
         i = self.n
-        for name in (FRAMES, KEYS, TIME, BOXES, BOX_SOURCE):
+        for name in PER_FRAME:
             self.f[name].resize(i + 1, axis=0)
         self.f[FRAMES][i] = jpeg
         self.f[KEYS][i] = keys
@@ -116,19 +122,19 @@ class SessionWriter:
     def truncate(self, n: int) -> None:
         """Keep only the first n frames (discarding the last seconds of a recording)."""
         n = max(0, min(n, self.n))
-        for name in (FRAMES, KEYS, TIME, BOXES, BOX_SOURCE):
+        for name in PER_FRAME:
             self.f[name].resize(n, axis=0)
         self.n = n
         self.flush()
 
     def flush(self) -> None:
+        self.f[COMMITTED][0] = self.n
         self.f.flush()
         self.last_flush = time.monotonic()
 
     def close(self) -> None:
         if self.f.id.valid:
-            self.f.attrs["frames"] = self.n
-            self.f.flush()
+            self.flush()
             self.f.close()
 
     def __enter__(self) -> SessionWriter:
@@ -147,8 +153,7 @@ class Session:
         f = self._open()
         try:
             self.meta = _read_meta(f, self.path)
-            # After a crash the datasets may differ by the frame that was being appended: keep whole frames.
-            self.n = min(len(f[name]) for name in (FRAMES, KEYS, TIME, BOXES, BOX_SOURCE) if name in f)
+            self.n = _complete_frames(f)
         finally:
             f.close()
 
@@ -192,6 +197,22 @@ class Session:
 
     def __getstate__(self) -> dict:  # h5py handles cannot be pickled: workers reopen the file
         return {**self.__dict__, "_f": None}
+
+
+def _complete_frames(f: h5py.File) -> int:
+    """Frames that are whole on disk: after a crash, the shortest dataset and the committed count bound
+    it, and a last frame whose bytes never reached the disk is left out."""
+    n = min(len(f[name]) for name in PER_FRAME if name in f)
+    if COMMITTED in f:
+        n = min(n, int(f[COMMITTED][0]))
+    for _ in range(CHUNK):  # a bounded walk back past unreadable trailing frames
+        try:
+            if n == 0 or (len(f[FRAMES][n - 1]) and f[BOXES][n - 1] is not None):
+                return n
+        except OSError:
+            pass
+        n -= 1
+    return n
 
 
 def _read_meta(f: h5py.File, path: Path) -> SessionMeta:

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from crew2.data.session import BOX_SOURCE, FRAMES, KEYS, NOT_ANNOTATED, REVIEWED, Session, SessionWriter
+from crew2.data.session import BOX_SOURCE, FRAMES, KEYS, NOT_ANNOTATED, PER_FRAME, REVIEWED, Session, SessionWriter
 from crew2.errors import Crew2Error
 
 SPLITS = ("train", "val", "test")
@@ -118,7 +118,7 @@ def validate(path: Path) -> list[str]:
     problems = []
     try:
         f = s.f
-        lengths = {name: len(f[name]) for name in f}
+        lengths = {name: len(f[name]) for name in PER_FRAME if name in f}
         if len(set(lengths.values())) > 1:
             problems.append(f"datasets differ in length ({lengths}): a frame was cut off by a crash")
         keys, times = s.keys(), s.times()
