@@ -153,10 +153,37 @@ def demo(
 
 
 @bench_app.callback()
-def bench(ctx: typer.Context) -> None:
-    """Without a subcommand, run every benchmark."""
+def bench(
+    ctx: typer.Context,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write every result here.")] = None,
+) -> None:
+    """Without a subcommand, run every benchmark into one table."""
     if ctx.invoked_subcommand is None:
-        bench_sim_cmd()
+        bench_all(json_out)
+
+
+@user_errors
+def bench_all(json_out: Path | None) -> None:
+    import tempfile
+
+    from crew2.bench import bench_data, bench_sim, machine, one_core
+
+    with out.status("benchmarking the simulator…"), one_core() as pinned:
+        sim = bench_sim(sim_config(256, 144, 3, 1.0, 1.0, 5.0, False), seconds=5.0, seeds=5)
+    with tempfile.TemporaryDirectory() as tmp, out.status("benchmarking storage, recording and loading…"):
+        data = bench_data(Path(tmp))
+    print_results("crew2 bench", {**{f"sim.{k}": v for k, v in sim.items()},
+                                  **{f"data.{k}": v for k, v in data.items()}})
+    write_json(json_out, {"machine": machine(), "sim_one_core": pinned, "sim": sim, "data": data})
+
+
+def print_results(title: str, results: dict[str, Any]) -> None:
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for k, v in results.items():
+        table.add_row(k, str(v))
+    out.print(table)
 
 
 @bench_app.command("sim")
@@ -176,13 +203,26 @@ def bench_sim_cmd(
     config = sim_config(width, height, 3, 1.0, 1.0, 5.0, False)
     with out.status("benchmarking the simulator…"), one_core() as pinned:
         result = bench_sim(config, seconds=seconds, seeds=seeds)
-    table = Table(title=f"crew2 bench sim ({'one core' if pinned else 'unpinned'})")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for k, v in result.items():
-        table.add_row(k, str(v))
-    out.print(table)
+    print_results(f"crew2 bench sim ({'one core' if pinned else 'unpinned'})", result)
     write_json(json_out, {"machine": machine(), "one_core": pinned, "sim": result})
+
+
+@bench_app.command("data")
+@user_errors
+def bench_data_cmd(
+    record_seconds: Annotated[float, typer.Option(help="Length of the 30 fps recording run.")] = 20.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results here.")] = None,
+) -> None:
+    """Storage per frame (sim and natural-like frames), recording cadence at 30 fps through the real window
+    path (starts Xvfb when there is no display), and training-loader samples/s with 2 workers."""
+    import tempfile
+
+    from crew2.bench import bench_data, machine
+
+    with tempfile.TemporaryDirectory() as tmp, out.status("benchmarking storage, recording and loading…"):
+        result = bench_data(Path(tmp), record_seconds=record_seconds)
+    print_results("crew2 bench data", result)
+    write_json(json_out, {"machine": machine(), "data": result})
 
 
 @app.command()

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from crew2.errors import Crew2Error
 from crew2.sim.autopilot import Autopilot
 from crew2.sim.episodes import mean_summary, run_autopilot
 from crew2.sim.render import Appearance, Renderer
@@ -76,3 +77,151 @@ def bench_sim(config: SimConfig, seconds: float = 3.0, seeds: int = 5) -> dict[s
     out.update({f"{k}_us": round(1e6 * v / max(frames, 1), 1) for k, v in spent.items()})
     driving = mean_summary(run_autopilot(config, range(seeds)))
     return {**out, **{f"autopilot_{k}": v for k, v in driving.items()}}
+
+
+def natural_like(n: int, width: int, height: int, seed: int = 0) -> list[np.ndarray]:
+    """Frames with natural-image statistics (1/f amplitude spectrum, colour, edges): a stand-in for real
+    game frames, which hold far more texture than the simulator's flat colours."""
+    rng = np.random.default_rng(seed)
+    fy, fx = np.fft.fftfreq(height)[:, None], np.fft.fftfreq(width)[None, :]
+    amplitude = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / max(width, height))  # (H, W)
+    frames = []
+    for _ in range(n):
+        channels = []
+        for _ in range(3):
+            phase = np.exp(2j * np.pi * rng.random((height, width)))
+            channels.append(np.real(np.fft.ifft2(amplitude * phase)))
+        img = np.stack(channels, axis=2)
+        img = (img - img.mean()) / (img.std() + 1e-9) * 45 + rng.uniform(90, 160, 3)
+        for _ in range(int(rng.integers(3, 8))):  # a few hard-edged objects
+            x, y = int(rng.integers(width)), int(rng.integers(height))
+            cv2.rectangle(img, (x, y), (x + int(rng.integers(5, width // 3)), y + int(rng.integers(5, height // 3))),
+                          rng.uniform(0, 255, 3).tolist(), -1)
+        frames.append(np.clip(img, 0, 255).astype(np.uint8))
+    return frames
+
+
+def bench_storage(frames: dict[str, list[np.ndarray]], quality: int = 90) -> dict[str, float]:
+    """Bytes per frame and decodes/s (one core) of JPEG at `quality`, per named frame set."""
+    from crew2.data.session import decode, encode
+
+    out: dict[str, float] = {}
+    for name, images in frames.items():
+        blobs = [encode(f, quality) for f in images]
+        t = time.perf_counter()
+        decoded = [decode(b) for b in blobs]
+        out[f"{name}_kb_per_frame"] = round(float(np.mean([len(b) for b in blobs])) / 1000, 2)
+        out[f"{name}_decode_per_s"] = round(len(blobs) / (time.perf_counter() - t))
+        psnr = [cv2.PSNR(a, b) for a, b in zip(images, decoded, strict=True)]
+        out[f"{name}_psnr_db"] = round(float(np.mean(psnr)), 1)
+        out[f"{name}_raw_kb_per_frame"] = round(images[0].nbytes / 1000, 1)
+    return out
+
+
+def bench_loader(paths: list[Path], workers: int = 2, batch: int = 64, batches: int = 60) -> dict[str, float]:
+    """Augmented, balanced samples/s delivered by the training loader with `workers` processes."""
+    from crew2.data.loader import LoaderConfig, loader
+
+    dl = loader(paths, LoaderConfig(balance=0.5, buffer=1024), batch_size=batch, workers=workers)
+    it = iter(dl)
+    next(it)  # workers started, first chunks read
+    t, n = time.perf_counter(), 0
+    for _ in range(batches):
+        try:
+            n += len(next(it)["keys"])
+        except StopIteration:
+            break
+    return {"loader_workers": workers, "loader_batch": batch,
+            "loader_samples_per_s": round(n / (time.perf_counter() - t))}
+
+
+@contextmanager
+def x_display() -> Iterator[str]:
+    """$DISPLAY if set, else a private Xvfb (1280x720) for the length of the block."""
+    import shutil
+    import subprocess
+
+    if os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+        return
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        raise Crew2Error("the recording benchmark needs an X display or Xvfb (apt-get install xvfb)")
+    n = next(i for i in range(150, 250) if not Path(f"/tmp/.X11-unix/X{i}").exists())
+    proc = subprocess.Popen([exe, f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if Path(f"/tmp/.X11-unix/X{n}").exists():
+                break
+            time.sleep(0.05)
+        yield f":{n}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def bench_record(out: Path, seconds: float = 20.0, fps: float = 30.0) -> dict[str, float]:
+    """Record the simulator's window (the autopilot playing it at 60 fps in another process, as a game would
+    be) through the real path: mss capture thread, X11 key state, JPEG writer thread."""
+    import subprocess
+    import sys
+
+    from crew2 import x11
+    from crew2.data.session import Session
+    from crew2.record.run import RecordConfig, record
+    from crew2.sim.window import WINDOW_TITLE
+
+    with x_display() as display:
+        env = {**os.environ, "DISPLAY": display, "SDL_AUDIODRIVER": "dummy"}
+        game = subprocess.Popen([sys.executable, "-m", "cli", "sim", "--autopilot", "--fps", "60",
+                                 "--seconds", str(seconds + 30)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            dpy = x11.open_display(display)
+            for _ in range(300):
+                try:
+                    x11.focus(dpy, x11.find_window(dpy, WINDOW_TITLE))
+                    break
+                except Crew2Error:
+                    time.sleep(0.1)
+            dpy.close()
+            stats = record(RecordConfig(source="window", window=WINDOW_TITLE, out=out, fps=fps, seconds=seconds,
+                                        countdown=0, display=display))
+        finally:
+            game.kill()
+            game.wait()
+    ticks = stats.frames + stats.dropped
+    return {"record_target_fps": fps, "record_fps": round(stats.fps, 2), "record_frames": stats.frames,
+            "record_dropped_pct": round(100 * stats.dropped / max(ticks, 1), 2),
+            "record_late_pct": round(100 * stats.late / max(ticks, 1), 2),
+            "record_kb_per_frame": round(out.stat().st_size / 1000 / max(len(Session(out)), 1), 2)}
+
+
+def bench_data(workdir: Path, record_seconds: float = 20.0) -> dict[str, float]:
+    """Storage per frame, recording cadence at 30 fps and loader throughput, in one run."""
+    from crew2.data.session import Session
+    from crew2.keys import default_profile
+    from crew2.record.run import RecordConfig, record
+
+    paths = []
+    for seed in range(3):  # three sim sessions of 1,500 frames: the storage and loader figures use them
+        path = workdir / f"sim{seed}.h5"
+        record(RecordConfig(source="sim", out=path, frames=1500, seed=seed, noise=0.3, profile=default_profile(),
+                            sim=SimConfig(randomize=True)))
+        paths.append(path)
+    sim_frames = []  # fresh renders: frames read back from a session would already be JPEG's
+    for seed in range(3):
+        world = World(SimConfig(), seed)
+        renderer = Renderer(256, 144, Appearance.sample(np.random.default_rng(seed)), 3, seed)
+        pilot = Autopilot()
+        for step in range(500):
+            world.step(*pilot.act(world))
+            if step % 10 == 0:
+                sim_frames.append(renderer.render(world).image)
+    out: dict[str, float] = {"sim_session_kb_per_frame": round(
+        sum(p.stat().st_size for p in paths) / 1000 / sum(len(Session(p)) for p in paths), 2)}
+    out.update(bench_storage({"sim": sim_frames, "natural": natural_like(100, 256, 144)}))
+    out.update(bench_loader(paths))
+    out.update(bench_record(workdir / "window.h5", seconds=record_seconds))
+    return out

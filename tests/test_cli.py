@@ -68,3 +68,22 @@ def test_bench_sim_reports_rates_and_driving(tmp_path):
     report = json.loads(out.read_text())
     assert report["sim"]["loop_fps"] > 0 and report["sim"]["frames"] > 0
     assert report["sim"]["autopilot_episodes"] == 1 and report["machine"]["cores"] >= 1
+
+
+def test_storage_and_loader_benchmarks_report_sane_figures(tmp_path):
+    from crew2.bench import bench_loader, bench_storage, natural_like
+    from crew2.record.run import RecordConfig, record
+    from crew2.sim.env import SimEnv
+
+    env = SimEnv()
+    env.reset(seed=0)
+    sim = [env.step(env.action_of(True, False, False, False))[0] for _ in range(20)]
+    natural = natural_like(10, 256, 144)
+    assert natural[0].shape == (144, 256, 3) and natural[0].std() > 20
+    report = bench_storage({"sim": sim, "natural": natural})
+    assert 0 < report["sim_kb_per_frame"] < report["natural_kb_per_frame"] < report["sim_raw_kb_per_frame"]
+    assert report["sim_psnr_db"] > 30 and report["sim_decode_per_s"] > 0
+    path = tmp_path / "s.h5"
+    record(RecordConfig(source="sim", out=path, frames=300))
+    figures = bench_loader([path], workers=0, batch=16, batches=5)
+    assert figures["loader_samples_per_s"] > 0
