@@ -232,7 +232,8 @@ def record(
     window: Annotated[str | None, typer.Option(help="--source window: part of the game window's title.")] = None,
     region: Annotated[str | None, typer.Option(help="--source screen: LEFT,TOP,WIDTH,HEIGHT in pixels.")] = None,
     monitor: Annotated[int, typer.Option(help="--source screen: monitor number (1 = the first).")] = 1,
-    keys: Annotated[str | None, typer.Option(help="Keys to record, e.g. up,left,right,down (default w,a,s,d).")] = None,
+    profile: Annotated[str, typer.Option(help="Key profile: thecrew2, arrows, or a YAML file.")] = "thecrew2",
+    keys: Annotated[str | None, typer.Option(help="Keys to record instead, e.g. up,left,right,down.")] = None,
     out_path: Annotated[Path | None, typer.Option("--out", help="Session file to write (.h5).")] = None,
     fps: Annotated[float, typer.Option(help="Frames per second to record (1-60).")] = 20.0,
     seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds of recording.")] = None,
@@ -255,12 +256,12 @@ def record(
     obstacles' ground-truth boxes."""
     from rich.live import Live
 
-    from crew2.keys import default_profile, profile_from_keys
+    from crew2.keys import load_profile, profile_from_keys
     from crew2.record.run import RecordConfig, parse_region, record, status_line
 
     config = RecordConfig(
         source=source, out=out_path, fps=fps, width=width, height=height, quality=quality, seconds=seconds,
-        frames=frames, profile=profile_from_keys(keys) if keys else default_profile(), window=window,
+        frames=frames, profile=profile_from_keys(keys) if keys else load_profile(profile), window=window,
         region=parse_region(region) if region else None, monitor=monitor, countdown=countdown,
         discard_seconds=discard_seconds, seed=seed, noise=noise,
         sim=sim_config(width, height, 3, traffic, obstacles, 5.0, randomize, fps=fps) if source == "sim" else None)

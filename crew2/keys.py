@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 from crew2.errors import Crew2Error
 
@@ -45,10 +48,28 @@ class KeyProfile:
         return None if key is None else self.keys.index(key)
 
 
+PROFILES = Path(__file__).parent / "profiles"  # the profiles crew2 ships, one YAML file each
+
+
+def load_profile(name_or_path: str | Path) -> KeyProfile:
+    """A shipped profile by name (thecrew2, arrows) or a YAML file with `name`, `keys` and `roles`."""
+    path = Path(name_or_path)
+    if not path.exists():
+        path = PROFILES / f"{name_or_path}.yaml"
+    if not path.exists():
+        shipped = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
+        raise Crew2Error(f"no key profile '{name_or_path}': give a YAML file or one of {shipped}")
+    try:
+        data = yaml.safe_load(path.read_text())
+        return KeyProfile(str(data.get("name", path.stem)), tuple(str(k).lower() for k in data["keys"]),
+                          {str(r): str(k).lower() for r, k in (data.get("roles") or {}).items()})
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
+        raise Crew2Error(f"{path}: not a key profile (needs 'keys: [...]' and 'roles: {{role: key}}'): {e}") from e
+
+
 def default_profile() -> KeyProfile:
     """The Crew 2 on its default bindings: W throttle, A left, S brake, D right."""
-    return KeyProfile("thecrew2", ("w", "a", "s", "d"),
-                      {"throttle": "w", "left": "a", "brake": "s", "right": "d"})
+    return load_profile("thecrew2")
 
 
 # Roles crew2 infers when keys are given as a bare list (--keys up,left,right,down).

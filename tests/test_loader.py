@@ -156,3 +156,21 @@ def test_collate_gives_ultralytics_batch_layout(tmp_path):
     first = next(i for i, s in enumerate(samples) if len(s["boxes"]))
     k = int((batch[BATCH_IDX] < first).sum())
     assert torch.allclose(batch[BBOXES][k], torch.tensor([12 / W, 18 / H, 16 / W, 24 / H]))
+
+
+def test_stacks_and_labels_never_cross_a_cut(tmp_path):
+    meta = SessionMeta.for_profile(default_profile(), fps=20, width=W, height=H, source="screen")
+    path = tmp_path / "cut.h5"
+    keys = np.random.default_rng(5).integers(0, 2, (40, 4)).astype(np.uint8)
+    times = np.arange(40) / 20
+    times[20:] += 3.0  # a pause between frame 19 and frame 20
+    with SessionWriter(path, meta) as w:
+        for i in range(40):
+            w.append(encode(frame_of(i), 95), keys[i], times[i])
+    samples = list(SessionStream([path], LoaderConfig(label_offset=2, stack=3, **NO_AUG)))
+    newest = sorted(index_of(s[IMAGE][:, :, 6:9]) for s in samples)
+    assert newest == [*range(18), *range(20, 38)], "no label from across the cut"
+    for s in samples:
+        i = index_of(s[IMAGE][:, :, 6:9])
+        oldest = index_of(s[IMAGE][:, :, 0:3])
+        assert oldest == (max(i - 2, 20) if i >= 20 else max(i - 2, 0)), "the stack repeats, never crosses"

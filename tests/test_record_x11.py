@@ -124,3 +124,34 @@ def test_window_that_does_not_exist_is_a_clear_error(xvfb):
                              "No Such Game", "--countdown", "0"], env={**os.environ, "DISPLAY": xvfb},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "no window titled like 'No Such Game'" in result.stderr
+
+
+def tap(dpy, key: str) -> None:
+    x11.send_key(dpy, key, down=True)
+    time.sleep(0.15)
+    x11.send_key(dpy, key, down=False)
+
+
+def test_hotkeys_pause_discard_and_stop(game, xvfb, tmp_path):
+    dpy, _ = game
+    out = tmp_path / "hotkeys.h5"
+    proc = start_recording(xvfb, out, "--seconds", "60", "--discard-seconds", "1")
+    wait_for_frames(out, 40)  # ~2 s recorded
+    tap(dpy, "f9")  # pause
+    time.sleep(0.5)
+    paused_at = len(Session(out))
+    time.sleep(1.5)
+    assert len(Session(out)) - paused_at <= 20, "pausing stops the frames (up to one flush behind)"
+    tap(dpy, "f9")  # resume
+    time.sleep(1.0)
+    tap(dpy, "f8")  # discard the last second
+    time.sleep(0.5)
+    tap(dpy, "f10")  # stop
+    log, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, log
+    assert "20 discarded" in log or "21 discarded" in log or "19 discarded" in log, log
+    s = Session(out)
+    assert 30 <= len(s) <= 70, f"{len(s)}: ~2 s + ~1.6 s resumed - 1 s discarded, nothing while paused"
+    gaps = np.diff(s.times())
+    assert (gaps > 1.5).sum() == 1 and (gaps > 0.8).sum() == 2, "the pause and the discard show as cuts"
+    assert np.median(gaps) == pytest.approx(0.05, abs=0.005)

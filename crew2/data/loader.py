@@ -62,6 +62,14 @@ def balance_weights(keys: np.ndarray, power: float) -> np.ndarray:
     return w * (len(w) / w.sum())
 
 
+def segments(times: np.ndarray, fps: float) -> np.ndarray:
+    """(N,) non-decreasing id of the uninterrupted stretch each frame is in; a gap of more than 1.5 frame
+    periods (a pause, discarded seconds) starts a new one."""
+    if len(times) == 0:
+        return np.zeros(0, np.int64)
+    return np.concatenate([[0], np.cumsum(np.diff(times) > 1.5 / fps)])
+
+
 def augment(image: np.ndarray, keys: np.ndarray, boxes: np.ndarray, rng: np.random.Generator,
             cfg: LoaderConfig, flip_perm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One random, label-preserving transform of a (H, W, C) uint8 image (C = 3 * stack), its (K,) keys and
@@ -120,7 +128,7 @@ class SessionStream(torch.utils.data.IterableDataset):
         self.paths, self.cfg = [Path(p) for p in paths], config or LoaderConfig()
         if not self.paths:
             raise Crew2Error("no session files to load")
-        self.keys, self.annotated = [], []
+        self.keys, self.annotated, self.segments = [], [], []
         meta = None
         for p in self.paths:
             s = Session(p)
@@ -131,13 +139,18 @@ class SessionStream(torch.utils.data.IterableDataset):
             meta = meta or s.meta
             self.keys.append(s.keys().astype(np.float32))
             self.annotated.append(s.box_sources() != NOT_ANNOTATED)
+            self.segments.append(segments(s.times(), s.meta.fps))
             s.close()
         self.meta = meta
         self.flip_perm = flip_permutation(meta.keys, meta.roles)
-        # The labels of frame i are the keys at i + offset: the last `offset` frames have none.
-        labelled = [k[self.cfg.label_offset:] for k in self.keys]
-        self.weights = np.split(balance_weights(np.concatenate(labelled), self.cfg.balance),
-                                np.cumsum([len(x) for x in labelled])[:-1])
+        # The label of frame i is the keys at i + offset; frames whose label lies beyond the end or across a
+        # cut (a pause, a discard) have none and get no weight.
+        k = self.cfg.label_offset
+        labelled = [keys[k:] for keys in self.keys]
+        valid = np.concatenate([seg[k:] == seg[: len(seg) - k] for seg in self.segments])
+        weights = np.zeros(len(valid))
+        weights[valid] = balance_weights(np.concatenate(labelled)[valid], self.cfg.balance)
+        self.weights = np.split(weights, np.cumsum([len(x) for x in labelled])[:-1])
         self.epoch = 0
         self._open: dict[int, Session] = {}
 
@@ -188,8 +201,10 @@ class SessionStream(torch.utils.data.IterableDataset):
         blobs = s.f[FRAMES][lo:b]  # one sequential read for the chunk and the frames stacked before it
         frames = [decode(x) for x in blobs]
         offset = self.cfg.label_offset
+        seg = self.segments[si]
         for i in np.flatnonzero(copies) + a:
-            idx = [max(j, 0) - lo for j in range(i - n_stack + 1, i + 1)]  # oldest first
+            first = int(np.searchsorted(seg, seg[i]))  # stacks never reach back across a cut: they repeat
+            idx = [max(j, first) - lo for j in range(i - n_stack + 1, i + 1)]  # oldest first
             image = frames[idx[0]] if n_stack == 1 else np.concatenate([frames[j] for j in idx], axis=2)
             keys = self.keys[si][i + offset]
             boxes = s.boxes(int(i)) if self.annotated[si][i] else np.zeros((0, 5), np.float32)

@@ -60,8 +60,8 @@ def _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, 
     period = 1.0 / fps
     w, h = size
     has_boxes = hasattr(source, "boxes")
-    start = next_tick = clock()
-    paused_at: float | None = None
+    start = next_tick = clock()  # timestamps are wall time from here: pauses and discards leave gaps (cuts)
+    paused_total, paused_at = 0.0, None
     while not control.stop.is_set():
         if poll is not None:
             poll()
@@ -73,8 +73,8 @@ def _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, 
             paused_at = paused_at or clock()
             time.sleep(0.02)
             continue
-        if paused_at is not None:  # resume: pauses do not count as time, nor as late ticks
-            start += clock() - paused_at
+        if paused_at is not None:  # resume: a pause is no recording time, and no late tick
+            paused_total += clock() - paused_at
             next_tick, paused_at = clock(), None
         if control.discard_seconds > 0:
             n = min(stats.frames, round(control.discard_seconds * fps))
@@ -104,7 +104,7 @@ def _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, 
         else:
             stats.dropped += 1
         stats.keys = keys
-        stats.elapsed = clock() - start if realtime else stats.frames / fps
+        stats.elapsed = clock() - start - paused_total if realtime else stats.frames / fps
         next_tick += period
         if on_tick is not None:
             on_tick(stats)
