@@ -155,3 +155,18 @@ def test_hotkeys_pause_discard_and_stop(game, xvfb, tmp_path):
     gaps = np.diff(s.times())
     assert (gaps > 1.5).sum() == 1 and (gaps > 0.8).sum() == 2, "the pause and the discard show as cuts"
     assert np.median(gaps) == pytest.approx(0.05, abs=0.005)
+
+
+def test_record_screen_region(game, xvfb, tmp_path):
+    dpy, win = game
+    r = x11.window_rect(dpy, win)
+    out = tmp_path / "screen.h5"
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "record", "--source", "screen", "--region",
+                             f"{r.left},{r.top},{r.width},{r.height}", "--seconds", "1.5", "--countdown", "0",
+                             "--out", str(out)], env={**os.environ, "DISPLAY": xvfb}, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    s = Session(out)
+    assert 27 <= len(s) <= 32 and s.meta.region == [r.left, r.top, r.width, r.height]
+    assert s.frame(0).std() > 20, "the region shows the game"
+    assert "0 dropped" in result.stdout

@@ -141,3 +141,20 @@ def test_bad_files_are_named_in_a_clear_error(tmp_path):
         Session(other)
     with pytest.raises(Crew2Error, match="not a readable JPEG"):
         decode(np.frombuffer(b"not a jpeg", np.uint8))
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_file(tmp_path):
+    path = tmp_path / "interrupted.h5"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "record", "--source", "sim", "--frames",
+                             "100000", "--out", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while not (path.exists() and path.stat().st_size > 100_000):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "wrote" in stdout
+    s = Session(path)
+    assert len(s) > 10 and s.frame(len(s) - 1).shape == (144, 256, 3)
