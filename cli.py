@@ -417,36 +417,15 @@ def data_view(
     scale: Annotated[int, typer.Option(help="Pixels per frame pixel.")] = 3,
 ) -> None:
     """Play a session with its keys (and boxes) drawn over it; Space pauses, Q quits. Or --mp4 out.mp4."""
-    from crew2.data.tools import write_mp4
+    from crew2.data.tools import play, write_mp4
 
     if scale < 1:
         raise Crew2Error(f"--scale must be 1 or more, not {scale}")
     if mp4 is not None:
         n = write_mp4(session, mp4, scale)
         out.print(f"wrote {mp4}: {n} frames")
-        return
-    import cv2
-
-    from crew2.data.session import Session
-    from crew2.data.tools import overlay
-
-    s = Session(session)
-    keys, i, delay = s.keys(), 0, max(1, int(1000 / s.meta.fps))
-    title = f"crew2 data view: {session.name}"
-    try:
-        while i < len(s):
-            cv2.imshow(title, overlay(s.frame(i), s.meta.keys, keys[i], s.boxes(i), s.meta.class_names, scale))
-            k = cv2.waitKey(delay) & 0xFF
-            if k == ord("q") or cv2.getWindowProperty(title, cv2.WND_PROP_VISIBLE) < 1:
-                break
-            if k == ord(" "):
-                cv2.waitKey(0)
-            i += 1
-    except cv2.error as e:
-        raise Crew2Error(f"cannot open a window ({e.msg.strip()}): use --mp4 on a machine without a display") from e
-    finally:
-        cv2.destroyAllWindows()
-        s.close()
+    else:
+        play(session, scale)
 
 
 def version_callback(value: bool) -> None:

@@ -118,3 +118,32 @@ def test_data_commands_on_missing_or_corrupt_files_are_one_line(tmp_path):
     result = cli("data", "stats", str(tmp_path / "bad.h5"))
     assert result.returncode == 2 and "bad.h5: not a readable crew2 session" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_view_needs_a_display_and_plays_in_a_window(tmp_path, xvfb):
+    import os
+    import time
+
+    from crew2 import x11
+
+    path = make_session(tmp_path / "v.h5", 30)  # 1.5 s at 20 fps
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "data", "view", str(path)], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "use --mp4" in result.stderr
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "data", "view", str(path)],
+                            env={**env, "DISPLAY": xvfb}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    dpy = x11.open_display(xvfb)
+    try:
+        deadline, seen = time.monotonic() + 20, False
+        while time.monotonic() < deadline and proc.poll() is None and not seen:
+            try:
+                rect = x11.window_rect(dpy, x11.find_window(dpy, "crew2 data view: v.h5"))
+                seen = rect.width >= 64 * 3 and rect.height >= 36 * 3
+            except Crew2Error:
+                time.sleep(0.1)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        dpy.close()
+    assert seen, "the viewer window opened, at least 3x the frame size"
+    assert proc.returncode == 0, stderr

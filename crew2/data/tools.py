@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,3 +239,30 @@ def write_mp4(path: Path, out: Path, scale: int = 3) -> int:
         writer.release()
         s.close()
     return len(keys)
+
+
+def play(path: Path, scale: int = 3) -> None:
+    """Show the session in a window at its recorded speed, keys and boxes drawn; Space pauses, Q quits."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        # OpenCV's Qt backend aborts the process without a display instead of raising: check first.
+        raise Crew2Error("no display to open a window on: use --mp4 to write a video instead")
+    fonts = Path("/usr/share/fonts/truetype/dejavu")  # OpenCV's Qt ships no fonts and complains each frame
+    if fonts.is_dir():
+        os.environ.setdefault("QT_QPA_FONTDIR", str(fonts))
+    s = Session(path)
+    keys, delay = s.keys(), max(1, int(1000 / s.meta.fps))
+    title = f"crew2 data view: {path.name}"
+    try:
+        cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar: just the frames
+        for i in range(len(s)):
+            cv2.imshow(title, overlay(s.frame(i), s.meta.keys, keys[i], s.boxes(i), s.meta.class_names, scale))
+            k = cv2.waitKey(delay) & 0xFF
+            if k == ord("q") or cv2.getWindowProperty(title, cv2.WND_PROP_VISIBLE) < 1:
+                break
+            if k == ord(" "):
+                cv2.waitKey(0)
+    except cv2.error as e:
+        raise Crew2Error(f"cannot open a window ({e.msg.strip()}): use --mp4 on a machine without a display") from e
+    finally:
+        cv2.destroyAllWindows()
+        s.close()
