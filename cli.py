@@ -284,9 +284,82 @@ def annotate() -> None:
 
 
 @app.command()
-def train() -> None:
-    """Train the multi-task network (key head + obstacle head) on session files."""
-    not_built("train", "the network issue")
+@user_errors
+def train(
+    sessions: Annotated[list[Path] | None, typer.Argument(help="Session files or folders (split by session).")] = None,
+    split: Annotated[Path | None, typer.Option(help="A split YAML from `crew2 data split` instead.")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Without --split: share of sessions held out.")] = 0.2,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder (checkpoints, metrics, plots).")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training data.")] = 10,
+    batch: Annotated[int, typer.Option(help="Samples per step (per process under torchrun).")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 2e-3,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Data loading processes.")] = 2,
+    scale: Annotated[str, typer.Option(help="Backbone size: t (CPU real time), n, s, m, l, x.")] = "t",
+    frames: Annotated[int, typer.Option(help="Frames stacked per sample (1 = the current one).")] = 1,
+    balance: Annotated[float, typer.Option(help="0 = keys as recorded .. 1 = all combinations equally.")] = 0.5,
+    label_offset: Annotated[int, typer.Option(help="Learn the keys pressed this many frames later.")] = 0,
+    pretrained: Annotated[str | None, typer.Option(help="An Ultralytics .pt to start the backbone from.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    uncertainty: Annotated[bool, typer.Option(help="Learn the task weights (Kendall et al. 2018).")] = False,
+    amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 on CPU, fp16 on CUDA.")] = True,
+    ema: Annotated[float, typer.Option(help="EMA decay of the weights (0 = off).")] = 0.999,
+    seed: Annotated[int, typer.Option(help="Data order, augmentation and initialisation.")] = 0,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (smoke runs).")] = None,
+) -> None:
+    """Train the multi-task network (key head + obstacle head) on session files.
+
+    Under `torchrun --nproc-per-node N cli.py train ...` the same command trains with DDP."""
+    import os
+
+    import yaml
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from crew2.data.tools import session_paths
+    from crew2.data.tools import split as split_sessions
+    from crew2.train.trainer import TrainConfig
+    from crew2.train.trainer import train as run_training
+
+    if split is not None:
+        if not split.is_file():
+            raise Crew2Error(f"{split}: no such split file")
+        parts = yaml.safe_load(split.read_text()) or {}
+        train_paths, val_paths = [Path(p) for p in parts.get("train", [])], [Path(p) for p in parts.get("val", [])]
+    else:
+        if not sessions:
+            raise Crew2Error("give session files or folders, or --split FILE")
+        parts = split_sessions(session_paths(sessions), (1 - val_fraction, val_fraction, 0.0), seed)
+        train_paths, val_paths = parts["train"], parts["val"]
+    out_dir = out_dir or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
+    config = TrainConfig(train=train_paths, val=val_paths, out=out_dir, epochs=epochs, batch=batch, lr=lr,
+                         device=device, workers=workers, scale=scale, frames=frames, balance=balance,
+                         label_offset=label_offset, pretrained=pretrained, resume=resume, uncertainty=uncertainty,
+                         amp=amp, ema=ema, seed=seed, max_steps=max_steps)
+    quiet = int(os.environ.get("RANK", "0")) != 0
+    progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
+                        TimeRemainingColumn(), console=out, disable=quiet)
+    task = progress.add_task("train", total=None, epoch=0, info="")
+
+    def on_step(s) -> None:
+        progress.update(task, completed=(s.step - 1) % s.steps_per_epoch + 1, total=s.steps_per_epoch, epoch=s.epoch,
+                        info=f"loss {s.losses['total']:.3f} (keys {s.losses['keys']:.3f}, det {s.losses['det']:.3f}) "
+                             f"{s.samples_per_s:.0f} samples/s")
+
+    def on_epoch(e) -> None:
+        v = e.val
+        progress.console.print(
+            f"epoch {e.epoch}: keys F1 {v['f1']:.3f} (constant {v['constant_f1']:.3f}), exact {v['exact_match']:.3f}, "
+            f"mAP50 {v['map50']:.3f}, mAP50-95 {v['map50_95']:.3f}{'  best' if e.best else ''}", highlight=False)
+
+    out.print(f"training on {len(train_paths)} session(s), validating on {len(val_paths)}; run folder {out_dir}")
+    with progress:
+        result = run_training(config, on_step=on_step, on_epoch=on_epoch)
+    if result is not None:
+        keys = [p.split("_")[0] for p in result.val if p.endswith("_f1") and p != "constant_f1" and p != "f1"]
+        thresholds = ", ".join(f"{k.upper()} {t:.2f}" for k, t in zip(keys, result.thresholds, strict=True))
+        out.print(f"calibrated thresholds: {thresholds}")
+        out.print(f"wrote {out_dir}: last.pt, best.pt, metrics.csv, losses.png, key_f1.png, confusion.png")
 
 
 @app.command(name="eval")

@@ -1,0 +1,1 @@
+"""The multi-task network (shared YOLO backbone, key head, obstacle head), its losses and checkpoints."""

@@ -1,0 +1,111 @@
+"""MultiTaskNet: one Ultralytics YOLO11 backbone + neck feeding a multi-label key head and a Detect head.
+
+Features are routed with the DetectionModel's own `m.f` loop (slicing `model.model[:N]` would break the
+neck's skip connections); the key head taps the end of the backbone (layer 10, C2PSA), the deepest and
+most global features. Frames are padded at the bottom and right to a multiple of the largest stride (32),
+so box coordinates need no correction: a 256x144 frame runs as 256x160.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from crew2.errors import Crew2Error
+
+log = logging.getLogger(__name__)
+BACKBONE_END = 10  # the last backbone layer of the YOLO11 layout
+MAX_STRIDE = 32
+# Ultralytics' YOLO11 scales (depth, width, max channels) plus "t", a narrower one for CPU real time:
+# 0.8M parameters, 2.2 ms in ONNX Runtime at 256x160 on 2 CPU cores against 3.6 ms for "n".
+EXTRA_SCALES = {"t": [0.5, 0.125, 1024]}
+SCALES = ("t", "n", "s", "m", "l", "x")
+
+
+def _yolo_cfg(scale: str) -> dict:
+    os.environ.setdefault("YOLO_OFFLINE", "1")  # never phone home for update checks
+    from ultralytics.nn.tasks import yaml_model_load
+
+    if scale not in SCALES:
+        raise Crew2Error(f"unknown model scale '{scale}': use one of {', '.join(SCALES)}")
+    cfg = copy.deepcopy(yaml_model_load("yolo11n.yaml"))
+    cfg["scales"] = {**cfg["scales"], **EXTRA_SCALES}
+    cfg["scale"] = scale
+    return cfg
+
+
+class MultiTaskNet(nn.Module):
+    """Input (B, 3 * frames, H, W) float in [0, 1]. Output: key logits (B, K) and the Detect head's output
+    (a dict of raw predictions when training; decoded (B, 4 + classes, anchors) boxes when in eval mode)."""
+
+    def __init__(self, *, num_keys: int, num_classes: int, scale: str = "t", frames: int = 1,
+                 key_hidden: int = 128, dropout: float = 0.1):
+        super().__init__()
+        from ultralytics.nn.tasks import DetectionModel
+
+        if num_keys < 1 or num_classes < 1 or frames < 1:
+            raise Crew2Error("a network needs at least one key, one obstacle class and one frame")
+        cfg = {**_yolo_cfg(scale), "nc": num_classes}  # set in the config: no "overriding nc" log line
+        self.det = DetectionModel(cfg, ch=3 * frames, nc=num_classes, verbose=False)
+        self.det.args = _DetectionGains()  # what v8DetectionLoss reads from the model
+        with torch.no_grad():
+            channels = self._features(torch.zeros(1, 3 * frames, 64, 64))[0].shape[1]
+        self.key_head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, key_hidden), nn.SiLU(),
+            nn.Dropout(dropout), nn.Linear(key_hidden, num_keys))
+        self.num_keys, self.num_classes, self.frames = num_keys, num_classes, frames
+
+    @property
+    def stride(self) -> Tensor:
+        return self.det.stride
+
+    def _features(self, x: Tensor) -> tuple[Tensor, object]:
+        """Run backbone + neck + Detect; return (end-of-backbone features, Detect output)."""
+        outputs: list[Tensor | None] = []
+        deep = x
+        for i, m in enumerate(self.det.model):
+            if m.f != -1:  # the layer's inputs: earlier outputs by index, -1 = the previous layer
+                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+            x = m(x)
+            outputs.append(x if m.i in self.det.save else None)
+            if i == BACKBONE_END:
+                deep = x
+        return deep, x
+
+    def forward(self, x: Tensor) -> tuple[Tensor, object]:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % MAX_STRIDE, -w % MAX_STRIDE
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), value=0.5)  # (B, C, H', W'), grey past the frame's edges
+        deep, det = self._features(x)
+        return self.key_head(deep), det
+
+
+class _DetectionGains:
+    """Ultralytics' default loss gains for box, class and distribution-focal terms."""
+
+    box, cls, dfl = 7.5, 0.5, 1.5
+
+
+def load_pretrained(net: MultiTaskNet, path: str) -> int:
+    """Copy every tensor of an Ultralytics detection checkpoint (.pt) whose name and shape match into the
+    backbone, neck and Detect head; returns how many were loaded. Never downloads anything."""
+    if not os.path.isfile(path):
+        raise Crew2Error(f"{path}: no such file (crew2 never downloads weights: give a local .pt)")
+    from ultralytics.nn.tasks import torch_safe_load
+
+    try:  # an Ultralytics .pt is a pickled model: Ultralytics' own loader reads it
+        ckpt, _ = torch_safe_load(path)
+        theirs = (ckpt.get("ema") or ckpt["model"]).float().state_dict()
+    except Exception as e:  # any failure to unpickle means: not an Ultralytics checkpoint we can use
+        raise Crew2Error(f"{path}: not an Ultralytics detection checkpoint ({e})") from e
+    ours = net.det.state_dict()
+    matched = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    net.det.load_state_dict(matched, strict=False)
+    log.info("loaded %d of %d tensors from %s", len(matched), len(ours), path)
+    return len(matched)

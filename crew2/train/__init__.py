@@ -1,0 +1,1 @@
+"""Training the multi-task network: config, loop, metrics, checkpoints and reports."""

@@ -1,0 +1,318 @@
+"""The training loop: AdamW, warmup + cosine, clipping, EMA, mixed precision, DDP, validation, checkpoints.
+
+Launched as a plain process it trains on one device; under `torchrun` it trains with DDP (gloo on CPU, NCCL
+on CUDA): the loader deals disjoint chunks to each rank, every rank runs the same number of steps, and
+rank 0 validates, calibrates and writes. Checkpoints are written at the end of every epoch (and when
+`max_steps` stops a run), and `resume` continues from the last one exactly: weights, optimizer, schedule,
+EMA, random state and the epoch's data order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, IMAGE, KEYS, LoaderConfig, SessionStream, collate
+from crew2.errors import Crew2Error
+from crew2.keys import KeyProfile
+from crew2.model import checkpoint
+from crew2.model.loss import MultiTaskLoss, positive_weights
+from crew2.model.net import SCALES, MultiTaskNet, load_pretrained
+from crew2.sim.world import CLASSES
+from crew2.train import report
+from crew2.train.metrics import calibrate, confusion, key_metrics
+from detection.metrics import DetectionScore, nms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    train: list[Path]
+    val: list[Path]
+    out: Path
+    epochs: int = 10
+    batch: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.3  # epochs of linear warmup
+    clip: float = 10.0  # max gradient norm
+    ema: float = 0.999  # EMA decay; 0 turns EMA off
+    amp: bool = True  # bf16 on CPU, fp16 on CUDA
+    device: str = "auto"
+    workers: int = 2
+    scale: str = "t"
+    frames: int = 1
+    key_hidden: int = 128
+    balance: float = 0.5
+    label_offset: int = 0
+    augment: bool = True
+    key_weight: float = 1.0
+    det_weight: float = 1.0
+    uncertainty: bool = False
+    pretrained: str | None = None
+    resume: bool = False
+    seed: int = 0
+    max_steps: int | None = None  # stop after this many steps in all (smoke runs, tests)
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        self.train, self.val, self.out = [Path(p) for p in self.train], [Path(p) for p in self.val], Path(self.out)
+        if not self.train or not self.val:
+            raise Crew2Error("training needs training sessions and validation sessions")
+        if overlap := {p.resolve() for p in self.train} & {p.resolve() for p in self.val}:
+            raise Crew2Error(f"{sorted(overlap)[0]} is in both the training and the validation sessions")
+        if self.epochs < 1 or self.batch < 1 or self.workers < 0 or self.frames < 1:
+            raise Crew2Error("epochs, batch and frames must be at least 1, workers zero or more")
+        if self.lr <= 0 or self.clip <= 0 or not 0 <= self.ema < 1:
+            raise Crew2Error("lr and clip must be positive, ema in [0, 1)")
+        if self.scale not in SCALES:
+            raise Crew2Error(f"unknown model scale '{self.scale}': use one of {', '.join(SCALES)}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise Crew2Error(f"--device must be auto, cpu or cuda, not {self.device}")
+
+
+@dataclass
+class StepInfo:
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    losses: dict[str, float]
+    lr: float
+    samples_per_s: float
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train: dict[str, float]
+    val: dict[str, float]
+    thresholds: list[float]
+    best: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise Crew2Error("--device cuda asked for, but PyTorch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) — joining the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = torch.distributed.get_rank()
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return rank, world, device
+
+
+def _schedule(total: int, warmup: int) -> Callable[[int], float]:
+    """Linear warmup to 1, then cosine down to 5% of the peak."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(total - warmup, 1)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return factor
+
+
+def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
+          on_epoch: Callable[[EpochResult], None] | None = None) -> EpochResult | None:
+    """Train; returns the last epoch's result (None on ranks other than 0)."""
+    from ultralytics.utils.torch_utils import ModelEMA
+
+    rank, world, device = _distributed(pick_device(cfg.device))
+    torch.manual_seed(cfg.seed)
+    data_cfg = LoaderConfig(balance=cfg.balance, label_offset=cfg.label_offset, stack=cfg.frames,
+                            augment=cfg.augment, seed=cfg.seed)
+    train_ds = SessionStream(cfg.train, data_cfg)
+    val_ds = SessionStream(cfg.val, LoaderConfig(balance=0.0, label_offset=cfg.label_offset, stack=cfg.frames,
+                                                 augment=False, chunk=512, buffer=1))
+    meta = train_ds.meta
+    if (val_ds.meta.keys, val_ds.meta.width, val_ds.meta.height) != (meta.keys, meta.width, meta.height):
+        raise Crew2Error("validation sessions record other keys or another frame size than the training sessions")
+    profile = KeyProfile(meta.profile, tuple(meta.keys), dict(meta.roles))
+    class_names = list(meta.class_names) or list(CLASSES)
+
+    net = MultiTaskNet(num_keys=len(meta.keys), num_classes=len(class_names), scale=cfg.scale, frames=cfg.frames,
+                       key_hidden=cfg.key_hidden)
+    if cfg.pretrained and not cfg.resume:
+        load_pretrained(net, cfg.pretrained)
+    net.to(device)
+    if cfg.channels_last:
+        net.to(memory_format=torch.channels_last)
+    loss_fn = MultiTaskLoss(net, positive_weights(np.concatenate(train_ds.keys)), cfg.key_weight, cfg.det_weight,
+                            cfg.uncertainty).to(device)
+    decay = [p for p in [*net.parameters(), *loss_fn.parameters()] if p.ndim > 1]
+    no_decay = [p for p in [*net.parameters(), *loss_fn.parameters()] if p.ndim <= 1]  # norms, biases, log-vars
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    steps_per_epoch = max(1, len(train_ds) // (cfg.batch * world))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _schedule(steps_per_epoch * cfg.epochs, max(1, int(cfg.warmup * steps_per_epoch))))
+    ema = ModelEMA(net, decay=cfg.ema) if cfg.ema > 0 else None
+    model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+
+    out = cfg.out
+    start_epoch, step, best_fitness, history = 0, 0, -math.inf, []
+    if cfg.resume:
+        ckpt = checkpoint.load(out / "last.pt")
+        net.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        loss_fn.load_state_dict(ckpt["loss"])
+        if ema is not None:
+            ema.ema.load_state_dict(ckpt["ema"])
+            ema.updates = ckpt["ema_updates"]
+        torch.set_rng_state(ckpt["rng"])
+        start_epoch, step, best_fitness = ckpt["epoch"] + 1, ckpt["step"], ckpt["best_fitness"]
+        history = list(ckpt["history"])
+    elif rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / "last.pt").exists():
+            raise Crew2Error(f"{out} holds a training run already: --resume it, or choose another --out")
+
+    loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch, num_workers=cfg.workers,
+                                         collate_fn=collate, prefetch_factor=4 if cfg.workers else None)
+    amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    scaler = torch.amp.GradScaler(enabled=cfg.amp and amp_dtype == torch.float16)
+    result = None
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        train_ds.set_epoch(epoch)
+        batches = iter(loader)
+        sums: dict[str, float] = {}
+        t0, seen = time.perf_counter(), 0
+        for _ in range(steps_per_epoch):
+            try:
+                batch = next(batches)
+            except StopIteration:  # this rank's share ran short: every rank must take the same steps
+                batches = iter(loader)
+                batch = next(batches)
+            images = _images(batch, device, cfg.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.amp):
+                key_logits, det = model(images)
+            loss, parts = loss_fn(key_logits.float(), _float(det), _to(batch, device))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_([*net.parameters(), *loss_fn.parameters()], cfg.clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            if ema is not None:
+                ema.update(net)
+            step += 1
+            seen += len(images)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if on_step is not None and rank == 0:
+                on_step(StepInfo(epoch, step, steps_per_epoch, parts, scheduler.get_last_lr()[0],
+                                 seen * world / (time.perf_counter() - t0)))
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                break
+        train_means = {k: v / max(1, math.ceil(seen / cfg.batch)) for k, v in sums.items()}  # per-step means
+        train_means["samples_per_s"] = seen * world / (time.perf_counter() - t0)
+        if rank == 0:
+            evaluated = ema.ema if ema is not None else net
+            probs, labels, det_score = evaluate(evaluated, val_ds, device, class_names, cfg.batch, cfg.channels_last)
+            thresholds = calibrate(probs, labels)
+            val = key_metrics(probs, labels, thresholds, list(meta.keys))
+            val.update(det_score.result())
+            fitness = val["f1"] if math.isnan(val["map50"]) else 0.5 * val["f1"] + 0.5 * val["map50"]
+            val["fitness"] = fitness
+            is_best = fitness > best_fitness
+            best_fitness = max(best_fitness, fitness)
+            history.append({"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0],
+                            **{f"train_{k}": v for k, v in train_means.items()},
+                            **{f"val_{k}": v for k, v in val.items()}})
+            state = dict(
+                net_cfg=checkpoint.net_config(net, cfg.scale, cfg.key_hidden), profile=profile,
+                class_names=class_names, thresholds=thresholds.tolist(), size=(meta.width, meta.height),
+                model=(ema.ema if ema is not None else net).state_dict(), raw_model=net.state_dict(),
+                optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), loss=loss_fn.state_dict(),
+                ema=ema.ema.state_dict() if ema is not None else net.state_dict(),
+                ema_updates=ema.updates if ema is not None else 0, rng=torch.get_rng_state(), epoch=epoch,
+                step=step, best_fitness=best_fitness, history=history, metrics=val,
+                confusion=confusion(probs, labels, thresholds).tolist(), train_config=_plain(asdict(cfg)))
+            checkpoint.save(out / "last.pt", **state)
+            if is_best:
+                checkpoint.save(out / "best.pt", **state)
+            report.write(out, history, list(meta.keys), np.array(state["confusion"]))
+            result = EpochResult(epoch, train_means, val, thresholds.tolist(), is_best, history)
+            if on_epoch is not None:
+                on_epoch(result)
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return result
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, data: SessionStream, device: torch.device, class_names: list[str], batch: int,
+             channels_last: bool = False) -> tuple[np.ndarray, np.ndarray, DetectionScore]:
+    """Key probabilities and labels (N, K) over a whole dataset, and detection scores over its annotated
+    frames (boxes decoded by Detect, Ultralytics' NMS, matched at IoU 0.50:0.95)."""
+    was_training = net.training
+    net.eval()
+    score = DetectionScore(class_names)
+    probs, labels = [], []
+    h, w = data.meta.height, data.meta.width
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, collate_fn=collate)
+    for b in loader:
+        key_logits, (decoded, _) = net(_images(b, device, channels_last))
+        probs.append(torch.sigmoid(key_logits.float()).cpu().numpy())
+        labels.append(b[KEYS].numpy())
+        if b[ANNOTATED].any():
+            preds = nms(decoded.float(), conf=0.001, iou=0.6)
+            xyxy = _xywh_to_xyxy(b[BBOXES], w, h)
+            for i in torch.nonzero(b[ANNOTATED]).flatten().tolist():
+                mine = b[BATCH_IDX] == i
+                score.add(preds[i], xyxy[mine], b[CLS][mine].flatten())
+    net.train(was_training)
+    return np.concatenate(probs), np.concatenate(labels), score
+
+
+def _xywh_to_xyxy(xywh: torch.Tensor, w: int, h: int) -> torch.Tensor:
+    cx, cy, bw, bh = xywh.unbind(1)
+    return torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], 1)
+
+
+def _images(batch: dict, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = batch[IMAGE].to(device, non_blocking=True).float().div_(255)  # (B, C, H, W) in [0, 1]
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _float(det: Any) -> Any:
+    """Detect's raw outputs back in float32 for the loss (autocast may have made them bf16/fp16)."""
+    return {"boxes": det["boxes"].float(), "scores": det["scores"].float(), "feats": [f.float() for f in det["feats"]]}
+
+
+def _plain(d: dict) -> dict:
+    """Config values a weights_only checkpoint can hold: paths become strings."""
+    return {k: [str(x) for x in v] if isinstance(v, list) else str(v) if isinstance(v, Path) else v
+            for k, v in d.items()}

@@ -1,0 +1,50 @@
+"""Detection metrics with Ultralytics' own code: NMS, IoU matching at 0.50:0.95 and mAP (DetMetrics)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def nms(decoded: Tensor, conf: float = 0.25, iou: float = 0.5, max_det: int = 100) -> list[Tensor]:
+    """Detect's decoded output (B, 4 + classes, anchors) -> per image (n, 6): x1, y1, x2, y2, score, class."""
+    from ultralytics.utils.nms import non_max_suppression
+
+    return non_max_suppression(decoded, conf_thres=conf, iou_thres=iou, max_det=max_det)
+
+
+class DetectionScore:
+    """Accumulates predictions and targets over images; `result()` gives mAP50 and mAP50-95."""
+
+    def __init__(self, class_names: list[str]):
+        from ultralytics.engine.validator import BaseValidator
+        from ultralytics.utils.metrics import DetMetrics
+
+        self.metrics = DetMetrics(names=dict(enumerate(class_names)))
+        # BaseValidator.match_predictions needs only `iouv` from its validator: lend it just that.
+        self._matcher = SimpleNamespace(iouv=torch.linspace(0.5, 0.95, 10))
+        self._match = BaseValidator.match_predictions
+        self.images = 0
+
+    def add(self, pred: Tensor, boxes: Tensor, classes: Tensor) -> None:
+        """One image: pred (n, 6) from `nms`, target boxes (m, 4) x1 y1 x2 y2 and classes (m,)."""
+        from ultralytics.utils.metrics import box_iou
+
+        pred, boxes, classes = pred.detach().cpu().float(), boxes.cpu().float(), classes.cpu().float()
+        if len(pred) and len(boxes):
+            tp = self._match(self._matcher, pred[:, 5], classes, box_iou(boxes, pred[:, :4])).numpy()
+        else:
+            tp = np.zeros((len(pred), 10), bool)
+        self.metrics.update_stats({"tp": tp, "conf": pred[:, 4].numpy(), "pred_cls": pred[:, 5].numpy(),
+                                   "target_cls": classes.numpy(), "target_img": np.unique(classes.numpy()),
+                                   "im_name": str(self.images)})
+        self.images += 1
+
+    def result(self) -> dict[str, float]:
+        if not self.metrics.stats["tp"] or not sum(len(t) for t in self.metrics.stats["target_cls"]):
+            return {"map50": float("nan"), "map50_95": float("nan")}
+        self.metrics.process()
+        return {"map50": float(self.metrics.box.map50), "map50_95": float(self.metrics.box.map)}
