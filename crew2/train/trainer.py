@@ -175,7 +175,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
     start_epoch, step, best_fitness, history = 0, 0, -math.inf, []
     if cfg.resume:
         ckpt = checkpoint.load(out / "last.pt")
-        net.load_state_dict(ckpt["model"])
+        net.load_state_dict(ckpt["raw_model"])  # "model" holds the EMA weights, for inference
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         loss_fn.load_state_dict(ckpt["loss"])

@@ -1,0 +1,96 @@
+"""Training: it learns, it resumes exactly, it runs under torchrun (DDP, gloo), bad input is clear."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from crew2.errors import Crew2Error
+from crew2.model import checkpoint
+from crew2.record.run import RecordConfig, record
+from crew2.sim.world import SimConfig
+from crew2.train.trainer import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_sessions(tmp_path_factory) -> list[Path]:
+    """Three small sim sessions at 64x36 with strong DART noise: frequent, visible corrections to learn."""
+    folder = tmp_path_factory.mktemp("tiny")
+    paths = []
+    for seed in range(3):
+        path = folder / f"s{seed}.h5"
+        record(RecordConfig(source="sim", out=path, frames=800, seed=seed, noise=1.5, width=64, height=36,
+                            sim=SimConfig(width=64, height=36)))
+        paths.append(path)
+    return paths
+
+
+def config(sessions: list[Path], out: Path, **kw) -> TrainConfig:
+    base = dict(train=sessions[:2], val=sessions[2:], out=out, batch=32, workers=0, lr=3e-3, ema=0.0)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_short_training_learns_keys_and_obstacles(tiny_sessions, tmp_path):
+    result = train(config(tiny_sessions, tmp_path / "run", epochs=8))
+    first, last = result.history[0], result.history[-1]
+    assert last["train_keys"] < 0.85 * first["train_keys"], "the key loss falls"
+    assert last["train_det"] < 0.5 * first["train_det"], "the detection loss falls"
+    assert last["val_f1"] > last["val_constant_f1"] + 0.02, "better than always pressing every key"
+    for name in ("last.pt", "best.pt", "metrics.csv", "losses.png", "key_f1.png", "confusion.png"):
+        assert (tmp_path / "run" / name).is_file()
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and "val_map50_95" in rows[0]
+    ckpt = checkpoint.load(tmp_path / "run" / "best.pt")
+    assert ckpt["keys"] == ["w", "a", "s", "d"] and len(ckpt["thresholds"]) == 4
+    assert ckpt["class_names"] == ["car", "truck", "cone", "barrier"] and ckpt["size"] == [64, 36]
+
+
+def test_resume_continues_exactly(tiny_sessions, tmp_path):
+    straight = train(config(tiny_sessions, tmp_path / "a", epochs=2, ema=0.99))
+    steps = straight.history[0]["step"]
+    train(config(tiny_sessions, tmp_path / "b", epochs=2, ema=0.99, max_steps=steps))  # stops after epoch 0
+    assert checkpoint.load(tmp_path / "b" / "last.pt")["epoch"] == 0
+    resumed = train(config(tiny_sessions, tmp_path / "b", epochs=2, ema=0.99, resume=True))
+    assert resumed.history[-1]["step"] == straight.history[-1]["step"] == 2 * steps
+    a, b = checkpoint.load(tmp_path / "a" / "last.pt"), checkpoint.load(tmp_path / "b" / "last.pt")
+    for name in ("raw_model", "model"):
+        for k in a[name]:
+            torch.testing.assert_close(a[name][k], b[name][k], rtol=0, atol=0, msg=f"{name}.{k}")
+    assert a["thresholds"] == b["thresholds"]
+
+
+def test_two_process_ddp_run_on_cpu(tiny_sessions, tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [torchrun, "--nproc-per-node", "2", "--master-port", "29517", str(ROOT / "cli.py"), "train",
+         str(tiny_sessions[0]), str(tiny_sessions[1]), str(tiny_sessions[2]), "--val-fraction", "0.34", "--out",
+         str(out), "--epochs", "1", "--max-steps", "6", "--batch", "16", "--workers", "0", "--device", "cpu"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    ckpt = checkpoint.load(out / "last.pt")
+    assert ckpt["step"] == 6 and ckpt["train_config"]["epochs"] == 1
+
+
+def test_train_config_and_cli_errors(tiny_sessions, tmp_path):
+    with pytest.raises(Crew2Error, match="in both the training and the validation"):
+        TrainConfig(train=tiny_sessions[:2], val=tiny_sessions[1:], out=tmp_path)
+    with pytest.raises(Crew2Error, match="unknown model scale"):
+        config(tiny_sessions, tmp_path, scale="xxl")
+    train(config(tiny_sessions, tmp_path / "r", epochs=1, max_steps=2))
+    with pytest.raises(Crew2Error, match="holds a training run already"):
+        train(config(tiny_sessions, tmp_path / "r", epochs=1, max_steps=2))
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "--split", str(tmp_path / "no.yaml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no such split file" in result.stderr
