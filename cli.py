@@ -166,15 +166,18 @@ def bench(
 def bench_all(json_out: Path | None) -> None:
     import tempfile
 
-    from crew2.bench import bench_data, bench_sim, machine, one_core
+    from crew2.bench import bench_data, bench_model, bench_sim, machine, one_core
 
     with out.status("benchmarking the simulator…"), one_core() as pinned:
         sim = bench_sim(sim_config(256, 144, 3, 1.0, 1.0, 5.0, False), seconds=5.0, seeds=5)
     with tempfile.TemporaryDirectory() as tmp, out.status("benchmarking storage, recording and loading…"):
         data = bench_data(Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp, out.status("benchmarking the model…"):
+        model = bench_model(Path(tmp))
     print_results("crew2 bench", {**{f"sim.{k}": v for k, v in sim.items()},
-                                  **{f"data.{k}": v for k, v in data.items()}})
-    write_json(json_out, {"machine": machine(), "sim_one_core": pinned, "sim": sim, "data": data})
+                                  **{f"data.{k}": v for k, v in data.items()},
+                                  **{f"model.{k}": v for k, v in model.items()}})
+    write_json(json_out, {"machine": machine(), "sim_one_core": pinned, "sim": sim, "data": data, "model": model})
 
 
 def print_results(title: str, results: dict[str, Any]) -> None:
@@ -205,6 +208,25 @@ def bench_sim_cmd(
         result = bench_sim(config, seconds=seconds, seeds=seeds)
     print_results(f"crew2 bench sim ({'one core' if pinned else 'unpinned'})", result)
     write_json(json_out, {"machine": machine(), "one_core": pinned, "sim": result})
+
+
+@bench_app.command("model")
+@user_errors
+def bench_model_cmd(
+    weights: Annotated[Path | None, typer.Option(help="A checkpoint to time (default: the default model).")] = None,
+    runs: Annotated[int, typer.Option(help="Timed runs per engine.")] = 300,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results here.")] = None,
+) -> None:
+    """Batch-1 latency (both heads + NMS) through each engine next to the seed's DenseNet121, and CPU
+    training throughput."""
+    import tempfile
+
+    from crew2.bench import bench_model, machine
+
+    with tempfile.TemporaryDirectory() as tmp, out.status("benchmarking the model…"):
+        result = bench_model(Path(tmp), weights, runs)
+    print_results("crew2 bench model", result)
+    write_json(json_out, {"machine": machine(), "model": result})
 
 
 @bench_app.command("data")
@@ -363,15 +385,57 @@ def train(
 
 
 @app.command(name="eval")
-def eval_() -> None:
-    """Evaluate a checkpoint offline (shadow mode) or in closed loop on the simulator."""
-    not_built("eval", "the network issue")
+@user_errors
+def eval_(
+    weights: Annotated[Path, typer.Argument(help="A checkpoint (.pt) or an ONNX export (.onnx).")],
+    sessions: Annotated[list[Path], typer.Argument(help="Held-out session files or folders.")],
+    engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    mp4: Annotated[Path | None, typer.Option(help="Render the human's keys, the model's and its boxes here.")] = None,
+    label_offset: Annotated[int, typer.Option(help="Compare with the keys pressed this many frames later.")] = 0,
+) -> None:
+    """Shadow mode: replay sessions through a model; what it would have pressed against what you pressed."""
+    from crew2.data.tools import session_paths
+    from crew2.model.engine import load_engine
+    from crew2.train.shadow import shadow
+
+    model = load_engine(weights, engine)
+    with out.status("replaying sessions through the model…"):
+        result = shadow(model, session_paths(sessions), mp4, label_offset)
+    m, keys = result.metrics, model.info.keys
+    table = Table(title=f"{weights.name} on {result.frames} frames ({model.name} engine)")
+    for col in ("key", "threshold", "precision", "recall", "F1", "pressed→missed", "released→pressed"):
+        table.add_column(col, justify="right")
+    for j, k in enumerate(keys):
+        c = result.confusion[j]
+        table.add_row(k.upper(), f"{model.info.thresholds[j]:.2f}", f"{m[k + '_precision']:.3f}",
+                      f"{m[k + '_recall']:.3f}", f"{m[k + '_f1']:.3f}", str(c[1][0]), str(c[0][1]))
+    out.print(table)
+    out.print(f"mean F1 {m['f1']:.3f} (always pressing: {m['constant_f1']:.3f}), exact key set {m['exact_match']:.3f}, "
+              f"mAP50 {m['map50']:.3f}, mAP50-95 {m['map50_95']:.3f}")
+    if mp4 is not None:
+        out.print(f"wrote {mp4}")
 
 
 @app.command()
-def export() -> None:
-    """Export a checkpoint to ONNX."""
-    not_built("export", "the network issue")
+@user_errors
+def export(
+    weights: Annotated[Path, typer.Argument(help="The checkpoint (.pt) to export.")],
+    out_path: Annotated[Path | None, typer.Option("--out", help="The ONNX file (default: next to it).")] = None,
+) -> None:
+    """Export a checkpoint to ONNX (both heads, decoded boxes) and check it against PyTorch."""
+    import numpy as np
+
+    from crew2.model.engine import export_onnx, load_engine
+
+    out_path = out_path or weights.with_suffix(".onnx")
+    export_onnx(weights, out_path)
+    torch_engine, onnx_engine = load_engine(weights, "torch"), load_engine(out_path, "onnx")
+    w, h = torch_engine.info.size
+    frames = np.random.default_rng(0).integers(0, 256, (2, h, w, 3 * torch_engine.info.frames), dtype=np.uint8)
+    diff = max(float(np.abs(a.key_probs - b.key_probs).max())
+               for a, b in zip(torch_engine(frames), onnx_engine(frames), strict=True))
+    out.print(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB); key probabilities agree with PyTorch "
+              f"to {diff:.1e}")
 
 
 @app.command()

@@ -225,3 +225,92 @@ def bench_data(workdir: Path, record_seconds: float = 20.0) -> dict[str, float]:
     out.update(bench_loader(paths))
     out.update(bench_record(workdir / "window.h5", seconds=record_seconds))
     return out
+
+
+def _latency(fn, runs: int, warmup: int = 10) -> tuple[float, float]:
+    """p50 and p99 of fn() in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return round(float(np.percentile(times, 50)) * 1000, 2), round(float(np.percentile(times, 99)) * 1000, 2)
+
+
+def bench_model(workdir: Path, weights: Path | None = None, runs: int = 300, threads: int = 2) -> dict[str, float]:
+    """Batch-1 latency of the default model (or `weights`) through each engine, both heads and NMS included,
+    next to the seed project's model (a key-only DenseNet121 at 224x224, PyTorch eager) in the same run;
+    and CPU training throughput of the default model."""
+    import torch
+    import torchvision
+
+    from crew2.keys import default_profile
+    from crew2.model import checkpoint
+    from crew2.model.engine import export_onnx, load_engine
+    from crew2.model.net import MultiTaskNet
+    from crew2.sim.world import CLASSES
+
+    torch.set_num_threads(threads)
+    if weights is None:  # an untrained default model: the same graph and cost as a trained one
+        net = MultiTaskNet(num_keys=4, num_classes=len(CLASSES))
+        weights = workdir / "default.pt"
+        checkpoint.save(weights, net_cfg=checkpoint.net_config(net, "t", 128), profile=default_profile(),
+                        class_names=list(CLASSES), thresholds=[0.5] * 4, model=net.state_dict(), size=(256, 144))
+    onnx_path = export_onnx(weights, workdir / "model.onnx")
+    engines = {"torch": load_engine(weights, "torch"), "onnx": load_engine(onnx_path, "onnx", threads=threads)}
+    info = engines["torch"].info
+    frame = _sim_frame(*info.size)[None].repeat(info.frames, axis=3)  # (1, H, W, 3 * frames)
+    out: dict[str, float] = {"model_size": f"{info.size[0]}x{info.size[1]}", "threads": threads}
+    for name, engine in engines.items():
+        out[f"{name}_p50_ms"], out[f"{name}_p99_ms"] = _latency(lambda e=engine: e(frame), runs)
+    out["onnx_file_mb"] = round(onnx_path.stat().st_size / 1e6, 2)
+
+    seed = torchvision.models.densenet121(weights=None, num_classes=9).eval()  # the seed's 9-way softmax model
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        out["densenet121_224_p50_ms"], out["densenet121_224_p99_ms"] = _latency(lambda: seed(x), max(runs // 10, 20))
+    fastest = min(out["torch_p50_ms"], out["onnx_p50_ms"])
+    out["speedup_vs_densenet121"] = round(out["densenet121_224_p50_ms"] / fastest, 1)
+    out["train_samples_per_s_cpu"] = _train_throughput(info.size)
+    return out
+
+
+def _sim_frame(width: int, height: int) -> np.ndarray:
+    world = World(SimConfig(width=width, height=height, traffic=2.0), 0)
+    for _ in range(100):
+        world.step(True, False, False, False)
+    return Renderer(width, height, Appearance(), 3).render(world).image
+
+
+def _train_throughput(size: tuple[int, int], batch: int = 32, steps: int = 6) -> float:
+    """Samples/s of forward + backward + AdamW on the default model, bf16 autocast, synthetic batches."""
+    import torch
+
+    from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, KEYS
+    from crew2.model.loss import MultiTaskLoss, as_float
+    from crew2.model.net import MultiTaskNet
+
+    net = MultiTaskNet(num_keys=4, num_classes=4).train().to(memory_format=torch.channels_last)
+    loss_fn = MultiTaskLoss(net, torch.ones(4))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    w, h = size
+    x = torch.rand(batch, 3, h, w).contiguous(memory_format=torch.channels_last)
+    target = {KEYS: (torch.rand(batch, 4) > 0.5).float(), ANNOTATED: torch.ones(batch, dtype=torch.bool),
+              BATCH_IDX: torch.arange(batch).float(), CLS: torch.zeros(batch, 1),
+              BBOXES: torch.tensor([[0.5, 0.6, 0.2, 0.2]]).repeat(batch, 1)}
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            keys, det = net(x)
+        loss, _ = loss_fn(keys.float(), as_float(det), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return round(batch * steps / (time.perf_counter() - t), 1)

@@ -20,6 +20,11 @@ def positive_weights(keys: np.ndarray, cap: float = 20.0) -> Tensor:
     return torch.tensor(np.clip(w, 1 / cap, cap), dtype=torch.float32)
 
 
+def as_float(det: dict) -> dict:
+    """Detect's raw training outputs in float32 for the loss (autocast may have made them bf16/fp16)."""
+    return {"boxes": det["boxes"].float(), "scores": det["scores"].float(), "feats": [f.float() for f in det["feats"]]}
+
+
 class MultiTaskLoss(nn.Module):
     """total = w_keys * L_keys + w_det * L_det, or with `uncertainty` Kendall et al. (2018)'s learned
     weighting: sum_i exp(-s_i) * L_i + s_i, with one log-variance s_i per task."""

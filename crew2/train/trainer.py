@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, IMAGE, KEYS, Lo
 from crew2.errors import Crew2Error
 from crew2.keys import KeyProfile
 from crew2.model import checkpoint
-from crew2.model.loss import MultiTaskLoss, positive_weights
+from crew2.model.loss import MultiTaskLoss, as_float, positive_weights
 from crew2.model.net import SCALES, MultiTaskNet, load_pretrained
 from crew2.sim.world import CLASSES
 from crew2.train import report
@@ -210,7 +209,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
             images = _images(batch, device, cfg.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.amp):
                 key_logits, det = model(images)
-            loss, parts = loss_fn(key_logits.float(), _float(det), _to(batch, device))
+            loss, parts = loss_fn(key_logits.float(), as_float(det), _to(batch, device))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -305,11 +304,6 @@ def _images(batch: dict, device: torch.device, channels_last: bool) -> torch.Ten
 
 def _to(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def _float(det: Any) -> Any:
-    """Detect's raw outputs back in float32 for the loss (autocast may have made them bf16/fp16)."""
-    return {"boxes": det["boxes"].float(), "scores": det["scores"].float(), "feats": [f.float() for f in det["feats"]]}
 
 
 def _plain(d: dict) -> dict:

@@ -1,0 +1,165 @@
+"""Inference engines: the network from a checkpoint (PyTorch) or its ONNX export (ONNX Runtime), behind one
+interface with the same preprocessing and the same decoding, so a driver never cares which one it runs.
+
+ONNX files carry what a checkpoint carries (keys, roles, class names, thresholds, frame size, frames) in
+their metadata, so an exported model is as self-describing as its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from crew2.errors import Crew2Error
+from crew2.model import checkpoint
+from detection.metrics import nms
+
+ENGINES = ("auto", "torch", "onnx")
+
+
+@dataclass
+class Prediction:
+    key_probs: np.ndarray  # (K,) sigmoid probabilities in the profile's key order
+    boxes: np.ndarray  # (n, 6) x1, y1, x2, y2 (frame pixels), score, class
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    keys: list[str]
+    roles: dict[str, str]
+    class_names: list[str]
+    thresholds: list[float]
+    size: tuple[int, int]  # width, height of the frames it was trained on
+    frames: int  # frames stacked per input
+
+    @staticmethod
+    def of(ckpt: dict) -> ModelInfo:
+        return ModelInfo(list(ckpt["keys"]), dict(ckpt["roles"]), list(ckpt["class_names"]),
+                         [float(t) for t in ckpt["thresholds"]], tuple(ckpt.get("size", (256, 144))),
+                         int(ckpt["net"]["frames"]))
+
+
+class Engine(Protocol):
+    info: ModelInfo
+    name: str
+
+    def __call__(self, frames: np.ndarray) -> list[Prediction]:
+        """(B, H, W, 3 * frames) uint8 RGB -> one Prediction per sample."""
+        ...
+
+
+def preprocess(frames: np.ndarray) -> np.ndarray:
+    """(B, H, W, C) uint8 -> (B, C, H, W) float32 in [0, 1]."""
+    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+
+
+def decode(key_probs: np.ndarray, decoded: np.ndarray, conf: float, iou: float) -> list[Prediction]:
+    """Key probabilities (B, K) and Detect's boxes (B, 4 + classes, anchors) -> Predictions, after NMS."""
+    kept = nms(torch.from_numpy(np.ascontiguousarray(decoded)), conf=conf, iou=iou)
+    return [Prediction(key_probs[i], kept[i].numpy()) for i in range(len(key_probs))]
+
+
+class _Exportable(nn.Module):
+    """The network as a deployed graph: probabilities instead of logits, decoded boxes only."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        key_logits, det = self.net(x)
+        decoded = det[0] if isinstance(det, tuple) else det
+        return torch.sigmoid(key_logits), decoded
+
+
+class TorchEngine:
+    name = "torch"
+
+    def __init__(self, ckpt: dict, conf: float = 0.25, iou: float = 0.5, threads: int | None = None):
+        self.info = ModelInfo.of(ckpt)
+        self.model = _Exportable(checkpoint.build(ckpt)).eval()
+        self.conf, self.iou = conf, iou
+        if threads:
+            torch.set_num_threads(threads)
+
+    @torch.no_grad()
+    def __call__(self, frames: np.ndarray) -> list[Prediction]:
+        probs, decoded = self.model(torch.from_numpy(preprocess(frames)))
+        return decode(probs.numpy(), decoded.numpy(), self.conf, self.iou)
+
+
+class OnnxEngine:
+    name = "onnx"
+
+    def __init__(self, path: Path, conf: float = 0.25, iou: float = 0.5, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ONNX Runtime raises its own exception types for unreadable models
+            raise Crew2Error(f"{path}: not a readable ONNX model ({e})") from e
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "crew2" not in meta:
+            raise Crew2Error(f"{path}: an ONNX model, but not one exported by crew2 (no crew2 metadata)")
+        self.info = ModelInfo(**{**json.loads(meta["crew2"]), "size": tuple(json.loads(meta["crew2"])["size"])})
+        self.input = self.session.get_inputs()[0].name
+        self.conf, self.iou = conf, iou
+
+    def __call__(self, frames: np.ndarray) -> list[Prediction]:
+        probs, decoded = self.session.run(None, {self.input: preprocess(frames)})
+        return decode(probs, decoded, self.conf, self.iou)
+
+
+def export_onnx(ckpt_path: Path, out: Path, opset: int = 17) -> Path:
+    """Export a checkpoint (its EMA weights) to ONNX with a dynamic batch axis and crew2 metadata."""
+    import onnx
+
+    ckpt = checkpoint.load(ckpt_path)
+    info = ModelInfo.of(ckpt)
+    model = _Exportable(checkpoint.build(ckpt)).eval()
+    model.net.det.model[-1].export = True  # Detect returns the decoded boxes alone
+    w, h = info.size
+    dummy = torch.zeros(1, 3 * info.frames, h, w)
+    with torch.no_grad():
+        torch.onnx.export(model, dummy, str(out), opset_version=opset, input_names=["frames"],
+                          output_names=["key_probs", "boxes"], dynamic_axes={"frames": {0: "batch"}},
+                          dynamo=False)
+    proto = onnx.load(str(out))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "crew2", json.dumps({**info.__dict__, "size": list(info.size)})
+    onnx.save(proto, str(out))
+    return out
+
+
+def load_engine(path: str | Path, engine: str = "auto", keys: list[str] | None = None,
+                class_names: list[str] | None = None, threads: int | None = None, conf: float = 0.25,
+                iou: float = 0.5) -> Engine:
+    """An engine for a checkpoint (.pt) or an ONNX export (.onnx); "auto" picks by the file. With `keys` or
+    `class_names`, a model made for others is a clear error. `conf` and `iou` are NMS's thresholds."""
+    path = Path(path)
+    if engine not in ENGINES:
+        raise Crew2Error(f"unknown engine '{engine}': use one of {', '.join(ENGINES)}")
+    if not path.is_file():
+        raise Crew2Error(f"{path}: no such model file")
+    if engine == "auto":
+        engine = "onnx" if path.suffix == ".onnx" else "torch"
+    if engine == "onnx":
+        if path.suffix != ".onnx":
+            raise Crew2Error(f"{path}: the onnx engine runs .onnx files: export the checkpoint first")
+        result: Engine = OnnxEngine(path, conf, iou, threads)
+    else:
+        if path.suffix == ".onnx":
+            raise Crew2Error(f"{path}: the torch engine runs checkpoints (.pt), not ONNX files")
+        result = TorchEngine(checkpoint.load(path), conf, iou, threads)
+    checkpoint.check_compatible({"keys": result.info.keys, "class_names": result.info.class_names}, keys,
+                                class_names)
+    return result

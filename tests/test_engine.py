@@ -1,0 +1,133 @@
+"""Engines and export: ONNX agrees with PyTorch, the same decoding, metadata travels, shadow-mode eval."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, KEYS
+from crew2.data.session import SIM_TRUTH, SessionMeta, SessionWriter, encode
+from crew2.errors import Crew2Error
+from crew2.keys import default_profile
+from crew2.model import checkpoint
+from crew2.model.engine import export_onnx, load_engine
+from crew2.model.loss import MultiTaskLoss
+from crew2.model.net import MultiTaskNet
+from crew2.sim.env import SimEnv
+from crew2.sim.world import CLASSES, SimConfig
+from crew2.train.shadow import shadow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> tuple[Path, Path]:
+    """A model trained for a few dozen steps on sim frames with their ground-truth boxes: its detections have
+    distinct scores, so NMS keeps boxes and has no ties to break."""
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    net = MultiTaskNet(num_keys=4, num_classes=4, frames=2).train()
+    loss_fn = MultiTaskLoss(net, torch.ones(4))
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    env = SimEnv(SimConfig(traffic=2.0))
+    env.reset(seed=5)
+    frames, infos = zip(*[(o, i) for o, _, _, _, i in (env.step(env.action_of(True, False, False, False))
+                                                         for _ in range(9))], strict=True)
+    x = torch.from_numpy(np.stack([np.concatenate([frames[i], frames[i + 1]], axis=2) for i in range(8)]))
+    x = x.permute(0, 3, 1, 2).float() / 255  # (8, 6, 144, 256)
+    idx, cls, xywh = [], [], []
+    for b, info in enumerate(infos[1:]):
+        for (x1, y1, x2, y2), c in zip(info["boxes"], info["classes"], strict=True):
+            idx.append(b), cls.append([c]), xywh.append([(x1 + x2) / 512, (y1 + y2) / 288, (x2 - x1) / 256,
+                                                          (y2 - y1) / 144])
+    batch = {KEYS: torch.ones(8, 4), ANNOTATED: torch.ones(8, dtype=torch.bool),
+             BATCH_IDX: torch.tensor(idx, dtype=torch.float32), CLS: torch.tensor(cls, dtype=torch.float32),
+             BBOXES: torch.tensor(xywh, dtype=torch.float32)}
+    for _ in range(40):
+        keys, det = net(x)
+        loss, _ = loss_fn(keys, det, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():  # Ultralytics starts class biases near -8.5; 40 steps do not undo that: help them
+        for conv in net.det.model[-1].cv3:
+            conv[-1].bias.add_(6.0)
+    path = folder / "m.pt"
+    checkpoint.save(path, net_cfg=checkpoint.net_config(net, "t", 128), profile=default_profile(),
+                    class_names=list(CLASSES), thresholds=[0.5, 0.4, 0.6, 0.45], model=net.eval().state_dict(),
+                    size=(256, 144))
+    return path, export_onnx(path, folder / "m.onnx")
+
+
+def sim_inputs(n: int) -> np.ndarray:
+    env = SimEnv(SimConfig(traffic=2.0))
+    env.reset(seed=1)
+    frames = [env.step(env.action_of(True, False, False, False))[0] for _ in range(n + 1)]
+    return np.stack([np.concatenate([frames[i], frames[i + 1]], axis=2) for i in range(n)])  # (n, H, W, 6)
+
+
+def test_onnx_agrees_with_pytorch_and_decodes_the_same(model):
+    pt, onnx_path = model
+    torch_engine, onnx_engine = load_engine(pt), load_engine(onnx_path)
+    assert onnx_engine.name == "onnx" and torch_engine.name == "torch"
+    assert onnx_engine.info == torch_engine.info  # the metadata traveled with the ONNX file
+    x = sim_inputs(4)
+    a, b = torch_engine(x), onnx_engine(x)
+    assert sum(len(p.boxes) for p in a) > 0, "the test exercises NMS"
+    for pa, pb in zip(a, b, strict=True):
+        np.testing.assert_allclose(pa.key_probs, pb.key_probs, atol=1e-5)
+        assert len(pa.boxes) == len(pb.boxes)
+        np.testing.assert_allclose(pa.boxes[:, :4], pb.boxes[:, :4], atol=0.05)
+        np.testing.assert_array_equal(pa.boxes[:, 5], pb.boxes[:, 5])
+
+
+def test_engines_refuse_the_wrong_model_for_the_job(model, tmp_path):
+    pt, onnx_path = model
+    with pytest.raises(Crew2Error, match="use the same key profile"):
+        load_engine(onnx_path, keys=["up", "left", "right", "down"])
+    with pytest.raises(Crew2Error, match="detects"):
+        load_engine(pt, class_names=["car", "person"])
+    with pytest.raises(Crew2Error, match=r"runs \.onnx files"):
+        load_engine(pt, "onnx")
+    with pytest.raises(Crew2Error, match="no such model file"):
+        load_engine(tmp_path / "none.onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"garbage")
+    with pytest.raises(Crew2Error, match="not a readable ONNX model"):
+        load_engine(tmp_path / "bad.onnx")
+
+
+def test_shadow_eval_replays_sessions_in_order(model, tmp_path):
+    pt, _ = model
+    meta = SessionMeta.for_profile(default_profile(), fps=20, width=256, height=144, source="sim",
+                                   class_names=list(CLASSES))
+    env = SimEnv(SimConfig(traffic=2.0))
+    env.reset(seed=2)
+    path = tmp_path / "held_out.h5"
+    with SessionWriter(path, meta) as w:
+        for i in range(24):
+            env.step(env.action_of(True, False, i % 6 == 0, False))
+            f = env.frame
+            boxes = np.concatenate([f.boxes, f.classes[:, None]], axis=1)
+            w.append(encode(f.image, 90), env.action_of(True, False, i % 6 == 0, False), i / 20, boxes, SIM_TRUTH)
+    result = shadow(load_engine(pt), [path], mp4=tmp_path / "shadow.mp4")
+    assert result.frames == 24 and result.confusion.shape == (4, 2, 2) and result.confusion.sum() == 4 * 24
+    assert 0 <= result.metrics["f1"] <= 1 and not np.isnan(result.metrics["map50"])
+    cap = cv2.VideoCapture(str(tmp_path / "shadow.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
+
+
+def test_export_and_eval_commands(model, tmp_path):
+    pt, _ = model
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "export", str(pt), "--out",
+                             str(tmp_path / "x.onnx")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "agree with PyTorch" in result.stdout and (tmp_path / "x.onnx").is_file()
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "eval", str(tmp_path / "x.onnx"),
+                             str(tmp_path / "nothing")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no such file or folder" in result.stderr
