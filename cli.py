@@ -575,6 +575,14 @@ def version_callback(value: bool) -> None:
 def main(version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
                                               help="Print the version and exit.")] = False) -> None:
     """Teach a neural network to play a driving game from its screen."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    log = logging.getLogger("crew2")  # the library logs; the CLI shows its notes on stderr
+    if not log.handlers:
+        log.addHandler(RichHandler(console=err, show_time=False, show_path=False))
+        log.setLevel(logging.INFO)
 
 
 if __name__ == "__main__":

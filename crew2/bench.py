@@ -148,7 +148,7 @@ def x_display() -> Iterator[str]:
     if exe is None:
         raise Crew2Error("the recording benchmark needs an X display or Xvfb (apt-get install xvfb)")
     n = next(i for i in range(150, 250) if not Path(f"/tmp/.X11-unix/X{i}").exists())
-    proc = subprocess.Popen([exe, f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+    proc = subprocess.Popen([exe, f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp", "-noreset"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):

@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def xvfb() -> str:
-    """Start Xvfb on a free display; yields its name (":N"). CI installs Xvfb, so it must be there."""
+    """Start Xvfb on a free display; yields its name (":N"). CI installs Xvfb, so it must be there.
+    -noreset: by default Xvfb resets whenever its last client leaves, which races with the next test's
+    connections (seen in CI as "connection closed by server" and key presses that went nowhere)."""
     exe = shutil.which("Xvfb")
     if exe is None:
         if os.environ.get("CI"):
@@ -24,7 +26,7 @@ def xvfb() -> str:
     for n in range(90, 140):
         if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
             break
-    proc = subprocess.Popen([exe, f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+    proc = subprocess.Popen([exe, f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp", "-noreset"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
     while not Path(f"/tmp/.X11-unix/X{n}").exists():
