@@ -23,6 +23,9 @@ bench_app = typer.Typer(help="Measure crew2: run every benchmark, or one of them
 app.add_typer(bench_app, name="bench")
 data_app = typer.Typer(help="Inspect, check, split, merge and view recorded sessions.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+annotate_app = typer.Typer(help="Annotate obstacle frames: select, auto (sim, teacher), review, export, import.",
+                           no_args_is_help=True)
+app.add_typer(annotate_app, name="annotate")
 out = Console()
 err = Console(stderr=True)
 
@@ -54,6 +57,7 @@ Traffic = Annotated[float, typer.Option(help="Vehicles per 100 m per lane around
 Obstacles = Annotated[float, typer.Option(help="Groups of cones/barriers per km.")]
 TrackKm = Annotated[float, typer.Option("--track-km", help="Length of each episode's road, km.")]
 Randomize = Annotated[bool, typer.Option(help="Random colours, light, fog and camera per episode.")]
+Sessions = Annotated[list[Path], typer.Argument(help="Session files, or folders holding them.")]
 
 
 def sim_config(width: int, height: int, lanes: int, traffic: float, obstacles: float, track_km: float,
@@ -299,10 +303,122 @@ def record(
         stats = record(config, on_tick=show,
                              on_countdown=lambda left: live.update(f"recording starts in {left:.0f} s…"))
     out.print(status_line(stats, config, final=True), soft_wrap=True)
-@app.command()
-def annotate() -> None:
-    """Annotate obstacle frames (select, auto from sim or a teacher model, review, export/import YOLO)."""
-    not_built("annotate", "the annotation issue")
+Dataset = Annotated[Path | None, typer.Option(help="Dataset YAML with the obstacle classes (default: the sim's).")]
+
+
+@annotate_app.command("select")
+@user_errors
+def annotate_select(
+    sessions: Sessions,
+    every: Annotated[int | None, typer.Option(help="Every n-th frame.")] = None,
+    scene: Annotated[float | None, typer.Option(help="Scene changes: mean grey-level change above this.")] = None,
+    hard: Annotated[bool, typer.Option(help="Frames where you braked or started/stopped steering.")] = False,
+    unsure: Annotated[Path | None, typer.Option(help="A model (.pt/.onnx): frames where it is unsure.")] = None,
+    min_gap: Annotated[int, typer.Option(help="At least this many frames between chosen ones.")] = 5,
+    budget: Annotated[int | None, typer.Option(help="At most this many frames per session.")] = None,
+) -> None:
+    """Choose the frames worth annotating and mark them in each session (review shows those)."""
+    from crew2.data.tools import session_paths
+    from crew2.model.engine import load_engine
+    from detection.select import select
+
+    engine = load_engine(unsure) if unsure else None
+    for p in session_paths(sessions):
+        chosen, counts = select(p, every, scene, hard, engine, min_gap, budget)
+        out.print(f"{p.name}: {len(chosen)} frames selected ("
+                  + ", ".join(f"{k} proposed {v}" for k, v in counts.items()) + ")")
+
+
+@annotate_app.command("auto")
+@user_errors
+def annotate_auto(
+    sessions: Sessions,
+    from_: Annotated[str | None, typer.Option("--from", help="sim: rebuild the simulator's ground truth.")] = None,
+    teacher: Annotated[Path | None, typer.Option(help="An Ultralytics detector (.pt) to pre-label with.")] = None,
+    dataset: Dataset = None,
+    conf: Annotated[float, typer.Option(help="Teacher: minimum confidence.")] = 0.4,
+    frames: Annotated[str, typer.Option(help="Teacher: all frames, or only the selected ones.")] = "all",
+) -> None:
+    """Annotate automatically: --from sim (exact ground truth) or --teacher MODEL.pt (pre-labels to review)."""
+    from crew2.data.tools import session_paths
+    from detection.classes import load_spec
+
+    if (from_ is None) == (teacher is None):
+        raise Crew2Error("give exactly one of --from sim and --teacher MODEL.pt")
+    if from_ is not None and from_ != "sim":
+        raise Crew2Error(f"--from {from_}: only 'sim' is a ground-truth source")
+    if frames not in ("all", "selected"):
+        raise Crew2Error(f"--frames must be all or selected, not {frames}")
+    paths = session_paths(sessions)
+    if from_ == "sim":
+        from detection.simtruth import annotate_from_sim
+
+        for p in paths:
+            out.print(f"{p.name}: {annotate_from_sim(p)} frames with simulator ground truth")
+        return
+    from detection.teacher import load_teacher, prelabel
+
+    spec = load_spec(dataset or Path(__file__).parent / "datasets" / "sim.yaml")
+    with out.status("pre-labelling with the teacher…"):
+        done = prelabel(load_teacher(teacher), paths, spec, conf, frames)
+    for name, n in done.items():
+        out.print(f"{name}: {n} frames pre-labelled (marked 'teacher' until reviewed)")
+
+
+@annotate_app.command("review")
+@user_errors
+def annotate_review(
+    session: Annotated[Path, typer.Argument(help="The session to review.")],
+    dataset: Dataset = None,
+    frames: Annotated[str, typer.Option(help="selected (default, or all if none), annotated, or all.")] = "selected",
+    scale: Annotated[int, typer.Option(help="Pixels per frame pixel.")] = 3,
+) -> None:
+    """Check and fix boxes in a window: n/p next/previous, u next unreviewed, drag to draw, click to select,
+    d delete, 0-9 class, a accept frame, A accept all, z undo, s save, q save and quit, Esc quit."""
+    from detection.classes import load_spec
+    from detection.review import review
+
+    if frames not in ("selected", "annotated", "all"):
+        raise Crew2Error(f"--frames must be selected, annotated or all, not {frames}")
+    saved = review(session, load_spec(dataset).names, scale, frames)
+    out.print(f"saved {saved} frame(s) to {session}")
+
+
+@annotate_app.command("export")
+@user_errors
+def annotate_export(
+    sessions: Sessions,
+    yolo: Annotated[Path, typer.Option(help="The YOLO dataset folder to write.")],
+    val: Annotated[float, typer.Option(help="Share of sessions for validation (split by session).")] = 0.2,
+    dataset: Dataset = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same split.")] = 0,
+) -> None:
+    """Annotated frames to images/ labels/ data.yaml: `yolo detect train data=DIR/data.yaml` works on it."""
+    from crew2.data.tools import session_paths, split
+    from detection.classes import load_spec
+    from detection.yolo_io import export_yolo
+
+    paths = session_paths(sessions)
+    parts = split(paths, (1 - val, val, 0.0), seed) if len(paths) > 1 and val > 0 else {"train": paths, "val": []}
+    counts = export_yolo({"train": parts["train"], "val": parts["val"]}, yolo, load_spec(dataset).names)
+    out.print(f"wrote {yolo}: " + ", ".join(f"{k} {v} images" for k, v in counts.items()))
+
+
+@annotate_app.command("import")
+@user_errors
+def annotate_import(
+    labels: Annotated[Path, typer.Argument(help="A folder of YOLO label files (or one file).")],
+    sessions: Sessions,
+    dataset: Dataset = None,
+) -> None:
+    """Read YOLO labels (from CVAT, Label Studio, Roboflow or crew2's export) back into the sessions."""
+    from crew2.data.tools import session_paths
+    from detection.classes import load_spec
+    from detection.yolo_io import import_yolo
+
+    done = import_yolo(labels, session_paths(sessions), load_spec(dataset).names)
+    for name, n in done.items():
+        out.print(f"{name}: {n} frames imported (reviewed)")
 
 
 @app.command()
@@ -442,9 +558,6 @@ def export(
 def drive() -> None:
     """Drive a game: capture, run the network, apply crash prevention, send keys, show telemetry."""
     not_built("drive", "the driver issue")
-
-
-Sessions = Annotated[list[Path], typer.Argument(help="Session files, or folders holding them.")]
 
 
 @data_app.command("info")

@@ -29,6 +29,8 @@ def export_yolo(splits: dict[str, list[Path]], out: Path, class_names: list[str]
     if len(set(stems)) != len(stems):
         raise Crew2Error("two sessions share a file name: image names would clash, rename one")
     for split, paths in splits.items():
+        if not paths:
+            continue
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         counts[split] = 0
@@ -45,7 +47,9 @@ def export_yolo(splits: dict[str, list[Path]], out: Path, class_names: list[str]
                 (out / "labels" / split / f"{name}.txt").write_text("".join(line + "\n" for line in lines))
                 counts[split] += 1
             s.close()
-    data = {"path": str(out.resolve()), **{split: f"images/{split}" for split in splits},
+    written = {split: f"images/{split}" for split, paths in splits.items() if paths}
+    data = {"path": str(out.resolve()), "train": written.get("train", next(iter(written.values()), "images/train")),
+            "val": written.get("val", written.get("train", "images/train")),  # no val sessions: validate on train
             "names": dict(enumerate(class_names))}
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return counts

@@ -113,3 +113,149 @@ def test_dataset_spec(tmp_path):
     bad.write_text("names: [car]\nteacher: {bus: lorry}\n")
     with pytest.raises(Crew2Error, match="unknown class"):
         load_spec(bad)
+
+
+def test_auto_from_sim_rebuilds_the_ground_truth(sim_sessions):
+    from detection.simtruth import annotate_from_sim
+
+    path = sim_sessions[0]
+    truth = snapshot(path)["boxes"]
+    write_annotations(path, {i: (np.zeros((0, 5)), NOT_ANNOTATED) for i in range(40)}, NAMES)
+    assert annotate_from_sim(path) == 40
+    after = snapshot(path)
+    for a, b in zip(truth, after["boxes"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (after["sources"] == SIM_TRUTH).all()
+
+
+def test_auto_from_sim_refuses_other_sessions(tmp_path):
+    from crew2.data.session import SessionMeta, SessionWriter, encode
+    from crew2.keys import default_profile
+    from detection.simtruth import annotate_from_sim
+
+    path = tmp_path / "screen.h5"
+    meta = SessionMeta.for_profile(default_profile(), fps=20, width=64, height=36, source="screen")
+    with SessionWriter(path, meta) as w:
+        w.append(encode(np.zeros((36, 64, 3), np.uint8), 90), np.zeros(4), 0.0)
+    with pytest.raises(Crew2Error, match="not a simulator session"):
+        annotate_from_sim(path)
+
+
+def test_teacher_prelabels_with_the_class_mapping(sim_sessions, tmp_path):
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from crew2.data.session import TEACHER
+    from crew2.model.net import _yolo_cfg
+    from detection.teacher import load_teacher, prelabel
+
+    model = DetectionModel({**_yolo_cfg("t"), "nc": 3}, ch=3, nc=3, verbose=False)  # built here, no download
+    model.names = {0: "person", 1: "car", 2: "bus"}
+    with torch.no_grad():  # each detection level prefers another class: car, bus, person
+        for level, conv in enumerate(model.model[-1].cv3):
+            conv[-1].bias.copy_(torch.tensor([[-1.0, 4.0, 1.0], [-1.0, 1.0, 4.0], [4.0, -1.0, -1.0]][level]))
+    torch.save({"model": model, "train_args": {}}, tmp_path / "teacher.pt")
+    spec = load_spec(ROOT / "datasets" / "sim.yaml")
+    path = sim_sessions[0]
+    write_annotations(path, {5: (np.array([[1, 1, 9, 9, 3]]), REVIEWED)}, NAMES)  # a person's work
+    done = prelabel(load_teacher(tmp_path / "teacher.pt"), [path], spec, conf=0.5)
+    assert done == {"sim0.h5": 39}, "every frame but the reviewed one"
+    after = snapshot(path)
+    classes = np.concatenate([b[:, 4] for b in after["boxes"]])
+    assert set(classes.tolist()) == {0.0, 1.0, 3.0}, "car -> car, bus -> truck, person dropped; frame 5 kept"
+    np.testing.assert_array_equal(after["boxes"][5], [[1, 1, 9, 9, 3]])
+    assert after["sources"][5] == REVIEWED and (np.delete(after["sources"], 5) == TEACHER).all()
+    with pytest.raises(Crew2Error, match="never downloads"):
+        load_teacher(tmp_path / "yolo11n.pt")
+
+
+def test_select_marks_frames_worth_annotating(sim_sessions):
+    from detection.select import hard_inputs, select
+
+    path = sim_sessions[0]
+    chosen, counts = select(path, every=10, hard=True, min_gap=3)
+    assert counts["every"] == 4 and set(range(0, 40, 10)) <= set(chosen.tolist())
+    assert np.all(np.diff(chosen) >= 3)
+    s = Session(path)
+    assert s.f["selected"][:].sum() == len(chosen)
+    s.close()
+    keys = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0]])
+    assert hard_inputs(keys, ["w", "a", "s", "d"], {"brake": "s", "left": "a", "right": "d"}).tolist() == \
+        [False, True, False, True, False]
+    chosen, _ = select(path, every=1, min_gap=1, budget=5)
+    assert len(chosen) == 5 and chosen[0] == 0 and chosen[-1] == 39
+    with pytest.raises(Crew2Error, match="at least one of"):
+        select(path)
+
+
+def test_review_editing_logic_without_a_screen(sim_sessions):
+    from detection.review import load_state, save
+
+    path = sim_sessions[0]
+    state = load_state(path, NAMES, only="all")
+    start = state.boxes[0].copy()
+    state.set_class(2)
+    state.add(100, 80, 90, 60)  # corners in any order
+    assert state.boxes[0][-1].tolist() == [90, 60, 100, 80, 2] and state.selected == len(start)
+    state.add(10, 10, 11, 11)  # a click, not a box
+    assert len(state.boxes[0]) == len(start) + 1
+    state.set_class(3)  # reclass the selected box
+    assert state.boxes[0][-1, 4] == 3
+    state.select_at(95, 70)
+    state.delete()
+    np.testing.assert_array_equal(state.boxes[0], start)
+    state.undo()
+    assert state.boxes[0][-1].tolist() == [90, 60, 100, 80, 3]
+    state.next()
+    state.accept()
+    with pytest.raises(Crew2Error, match="class 9 does not exist"):
+        state.set_class(9)
+    assert save(path, state) == 2
+    after = snapshot(path)
+    assert after["boxes"][0][-1].tolist() == [90, 60, 100, 80, 3]
+    assert after["sources"][0] == after["sources"][1] == REVIEWED and after["sources"][2] == SIM_TRUTH
+    state.accept_all()
+    assert not state.undo() and save(path, state) == 40
+    assert state.next_unreviewed() is False
+
+
+@pytest.mark.x11
+def test_review_window_opens_and_saves_with_keys(sim_sessions, xvfb):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from crew2 import x11
+
+    path = sim_sessions[1]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "annotate", "review", str(path), "--frames",
+                             "all"], env={**os.environ, "DISPLAY": xvfb}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    dpy = x11.open_display(xvfb)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                win = x11.find_window(dpy, "crew2 annotate review")
+                break
+            except Crew2Error:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+                time.sleep(0.2)
+        rect = x11.window_rect(dpy, win)
+        assert rect.width >= 256 * 3
+        time.sleep(0.5)
+        x11.focus(dpy, win)
+        for key in ("a", "n", "a", "q"):  # accept frame 0, next, accept frame 1, save and quit
+            x11.send_key(dpy, key, True)
+            x11.send_key(dpy, key, False)
+            time.sleep(0.3)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        dpy.close()
+    assert proc.returncode == 0, err
+    assert "saved 2 frame(s)" in out
+    sources = snapshot(path)["sources"]
+    assert sources[0] == sources[1] == REVIEWED and sources[2] == SIM_TRUTH

@@ -51,7 +51,7 @@ def test_bad_input_is_one_clear_line(args, message):
 
 
 def test_unbuilt_verb_says_so():
-    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "annotate"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "drive"], capture_output=True, text=True)
     assert result.returncode == 3 and "not built yet" in result.stderr
 
 

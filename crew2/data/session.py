@@ -55,6 +55,7 @@ class SessionMeta:
     profile: str = "custom"
     jpeg_quality: int = 90
     class_names: list[str] = field(default_factory=list)
+    sim: dict | None = None  # sim sessions: seed, noise and config, enough to replay them exactly
     created: str = ""
     crew2_version: str = __version__
     format_version: int = FORMAT_VERSION
@@ -228,7 +229,7 @@ def _read_meta(f: h5py.File, path: Path) -> SessionMeta:
         if name in attrs:
             v = attrs[name]
             v = v.item() if isinstance(v, np.generic) else v
-            if name in ("keys", "roles", "region", "class_names") and isinstance(v, str):
+            if name in ("keys", "roles", "region", "class_names", "sim") and isinstance(v, str):
                 v = json.loads(v)
             values[name] = v
     return SessionMeta(**values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 import time
@@ -125,6 +126,7 @@ def record(config: RecordConfig, on_tick: Callable[[RecordStats], None] | None =
 def _record_sim(config: RecordConfig, on_tick) -> RecordStats:
     sim = config.sim or SimConfig(width=config.width, height=config.height, fps=config.fps)
     meta = _meta(config, None, driver="autopilot")
+    meta.sim = {"seed": config.seed, "noise": config.noise, "config": dataclasses.asdict(sim)}
     writer = BackgroundWriter(config.out, meta)
     try:
         with SimSource(sim, config.profile, seed=config.seed, noise=config.noise) as src:

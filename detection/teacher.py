@@ -1,0 +1,66 @@
+"""Pre-labelling with any Ultralytics detector the user has (a COCO model, say): its classes are mapped to
+crew2's obstacle classes by the dataset YAML's `teacher` table; boxes are stored as TEACHER until reviewed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from crew2.data.session import REVIEWED, TEACHER, Session
+from crew2.errors import Crew2Error
+from detection.classes import DatasetSpec
+from detection.store import write_annotations
+
+
+def load_teacher(path: str | Path):
+    """An Ultralytics model from a local file; never downloads (a missing file is an error here)."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    path = Path(path)
+    if not path.is_file():
+        raise Crew2Error(f"{path}: no such model file (crew2 never downloads weights: give a local .pt)")
+    from ultralytics import YOLO
+
+    try:
+        return YOLO(str(path), task="detect")
+    except Exception as e:  # Ultralytics raises many types for files that are not its checkpoints
+        raise Crew2Error(f"{path}: not an Ultralytics detection model ({e})") from e
+
+
+def class_map(teacher_names: dict[int, str], spec: DatasetSpec) -> dict[int, int]:
+    """Teacher class id -> crew2 class id, for the teacher classes the dataset YAML maps."""
+    if not spec.teacher:
+        raise Crew2Error("the dataset file has no 'teacher:' mapping from the teacher's classes to crew2's")
+    mapping = {i: spec.names.index(spec.teacher[name]) for i, name in teacher_names.items() if name in spec.teacher}
+    if not mapping:
+        raise Crew2Error(f"none of the teacher's classes ({', '.join(list(teacher_names.values())[:8])}, ...) "
+                         "appears in the dataset file's teacher mapping")
+    return mapping
+
+
+def prelabel(model, paths: list[Path], spec: DatasetSpec, conf: float = 0.4, frames: str = "all",
+             batch: int = 16) -> dict[str, int]:
+    """Label the frames of each session with the teacher (all frames, or only `selected` ones), leaving
+    frames a person already reviewed alone. Returns frames labelled per session."""
+    mapping = class_map(model.names, spec)
+    done = {}
+    for path in paths:
+        s = Session(path)
+        todo = [i for i in range(len(s)) if s.box_sources()[i] != REVIEWED
+                and (frames == "all" or ("selected" in s.f and s.f["selected"][i]))]
+        size = max(32, -(-max(s.meta.width, s.meta.height) // 32) * 32)  # the frame's own size, not 640
+        updates = {}
+        for start in range(0, len(todo), batch):
+            idx = todo[start: start + batch]
+            images = [np.ascontiguousarray(s.frame(i)[:, :, ::-1]) for i in idx]  # Ultralytics takes BGR
+            for i, result in zip(idx, model.predict(images, conf=conf, imgsz=size, verbose=False), strict=True):
+                xyxy = result.boxes.xyxy.cpu().numpy()
+                cls = result.boxes.cls.cpu().numpy().astype(int)
+                keep = [j for j, c in enumerate(cls) if c in mapping]
+                boxes = np.array([[*xyxy[j], mapping[cls[j]]] for j in keep], np.float32).reshape(-1, 5)
+                boxes[:, :4] = np.clip(boxes[:, :4], 0, [s.meta.width, s.meta.height] * 2)
+                updates[i] = (boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])], TEACHER)
+        s.close()
+        done[path.name] = write_annotations(path, updates, spec.names) if updates else 0
+    return done
