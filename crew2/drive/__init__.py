@@ -1,0 +1,1 @@
+"""Driving a game: key decoding, crash-prevention fusion, key senders, the control loop, telemetry."""

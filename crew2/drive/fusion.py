@@ -1,0 +1,161 @@
+"""Crash prevention: fuse the network's keys with its obstacle boxes by explicit rules (an editable YAML).
+
+Pure functions over (keys, detections, a short history) -> keys + the rules that fired, with the numbers
+behind them. Time-to-contact comes from scale change: a box whose height grows by dh/dt is reached in
+h / (dh/dt) seconds, whatever the camera. Boxes are tracked across frames by IoU to measure that growth.
+The rules know key roles (throttle, brake, left, right), never letters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from crew2.errors import Crew2Error
+
+DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
+
+
+@dataclass(frozen=True)
+class Rules:
+    corridor: float = 0.22
+    horizon: float = 0.42
+    close_height: float = 0.25
+    min_score: float = 0.35
+    ttc_brake: float = 1.2
+    ttc_lift: float = 2.5
+    hold: float = 0.4
+    steer_around: bool = True
+    classes: tuple[str, ...] = ("car", "truck", "cone", "barrier")
+
+    @staticmethod
+    def load(path: str | Path | None = None) -> Rules:
+        path = Path(path) if path else DEFAULT_RULES
+        if not path.is_file():
+            raise Crew2Error(f"{path}: no such rules file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+            unknown = set(data) - set(Rules.__dataclass_fields__)
+            if unknown:
+                raise Crew2Error(f"{path}: unknown rule setting(s) {', '.join(sorted(unknown))}")
+            return Rules(**{**data, "classes": tuple(data.get("classes", Rules.classes))})
+        except (yaml.YAMLError, TypeError) as e:
+            raise Crew2Error(f"{path}: not a rules file ({e})") from e
+
+
+@dataclass
+class Hit:
+    """A rule that fired: its name, what it did and the numbers behind it."""
+
+    rule: str
+    action: str
+    numbers: dict[str, float]
+
+
+@dataclass
+class Track:
+    box: np.ndarray  # (4,) x1, y1, x2, y2
+    height: float  # box height at `t`, px (raw: a smoothed height lags and overstates the growth)
+    growth: float  # smoothed d(height)/dt, px/s
+    t: float
+
+
+@dataclass
+class FusionState:
+    tracks: list[Track] = field(default_factory=list)
+    until: dict[str, float] = field(default_factory=dict)  # override -> time it holds until
+    steer: str | None = None  # the side an obstacle avoidance steers to, while it holds
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
+
+
+def update_tracks(state: FusionState, boxes: np.ndarray, now: float) -> list[Track]:
+    """Match this frame's boxes to the previous tracks by IoU; return one track per box, same order."""
+    tracks = []
+    for box in boxes:
+        h = float(box[3] - box[1])
+        best = max(state.tracks, key=lambda tr: _iou(tr.box, box), default=None)
+        if best is not None and _iou(best.box, box) > 0.2 and now > best.t:
+            growth = (h - best.height) / (now - best.t)
+            tracks.append(Track(box[:4].copy(), h, 0.5 * best.growth + 0.5 * growth, now))
+        else:
+            tracks.append(Track(box[:4].copy(), h, 0.0, now))
+    state.tracks = tracks
+    return tracks
+
+
+def in_corridor(box: np.ndarray, width: int, height: int, rules: Rules) -> bool:
+    """Does the box overlap the ego corridor, which narrows from `corridor` at the bottom to a point at the
+    horizon, at the height of the box's bottom edge?"""
+    y = min(float(box[3]), height) / height
+    depth = max(0.0, (y - rules.horizon) / (1 - rules.horizon))  # 0 at the horizon, 1 at the bottom
+    half = rules.corridor * depth * width + 0.02 * width
+    return float(box[0]) < width / 2 + half and float(box[2]) > width / 2 - half
+
+
+def fuse(roles: dict[str, bool], detections: np.ndarray, class_names: list[str], size: tuple[int, int],
+         state: FusionState, now: float, rules: Rules) -> tuple[dict[str, bool], list[Hit]]:
+    """Keys by role after the crash-prevention rules, and the rules that fired."""
+    width, height = size
+    keep = [i for i, d in enumerate(detections) if d[4] >= rules.min_score
+            and int(d[5]) < len(class_names) and class_names[int(d[5])] in rules.classes]
+    boxes = detections[keep] if len(keep) else np.zeros((0, 6), np.float32)
+    tracks = update_tracks(state, boxes, now)
+    out, hits = dict(roles), []
+
+    threat, ttc_min, close = None, np.inf, False
+    for box, track in zip(boxes, tracks, strict=True):
+        if not in_corridor(box, width, height, rules):
+            continue
+        ttc = track.height / track.growth if track.growth > 1e-6 else np.inf
+        is_close = (box[3] - box[1]) / height >= rules.close_height
+        if ttc < ttc_min or (is_close and not close):
+            threat, ttc_min, close = box, ttc, close or is_close
+    numbers = {} if threat is None else {"ttc_s": round(float(ttc_min), 2), "height": round(
+        float((threat[3] - threat[1]) / height), 3), "x": round(float((threat[0] + threat[2]) / 2 / width), 3)}
+
+    if threat is not None and (ttc_min < rules.ttc_brake or close):
+        state.until["brake"] = now + rules.hold
+        if rules.steer_around:
+            state.steer = _free_side(threat, boxes, width, height, rules) or state.steer
+    elif threat is not None and ttc_min < rules.ttc_lift:
+        state.until["lift"] = now + rules.hold
+
+    if state.until.get("brake", -np.inf) >= now:
+        out["throttle"], out["brake"] = False, True
+        hits.append(Hit("brake_for_obstacle", "release throttle, press brake", numbers))
+        if state.steer is not None:
+            out["left"], out["right"] = state.steer == "left", state.steer == "right"
+            hits.append(Hit("steer_to_free_side", f"steer {state.steer}", numbers))
+    else:
+        state.steer = None
+        if state.until.get("lift", -np.inf) >= now:
+            out["throttle"] = False
+            hits.append(Hit("lift_for_obstacle", "release throttle", numbers))
+    return out, hits
+
+
+def _free_side(threat: np.ndarray, boxes: np.ndarray, width: int, height: int, rules: Rules) -> str | None:
+    """The side of the threat with no other obstacle in the lane-wide band next to it (left preferred when
+    both are free and the threat is right of centre, and the other way round)."""
+    w = threat[2] - threat[0]
+    sides = {"left": (threat[0] - 1.5 * w, threat[0]), "right": (threat[2], threat[2] + 1.5 * w)}
+    free = []
+    for side, (lo, hi) in sides.items():
+        if (side == "left" and lo < 0) or (side == "right" and hi > width):
+            continue
+        blocked = any(b[0] < hi and b[2] > lo and b[3] > threat[1] for b in boxes if not np.array_equal(b, threat))
+        if not blocked:
+            free.append(side)
+    if not free:
+        return None
+    centre = (threat[0] + threat[2]) / 2
+    return min(free, key=lambda s: (s == "left") == (centre < width / 2))

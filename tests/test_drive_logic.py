@@ -1,0 +1,120 @@
+"""The driver's pure logic: key decoding (thresholds, hysteresis, hold, exclusivity) and crash prevention."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crew2.drive.decoder import DecoderConfig, KeyDecoder
+from crew2.drive.fusion import FusionState, Rules, fuse, in_corridor
+from crew2.errors import Crew2Error
+
+KEYS = ["w", "a", "s", "d"]
+ROLES = {"throttle": "w", "left": "a", "brake": "s", "right": "d"}
+NAMES = ["car", "truck", "cone", "barrier"]
+W, H = 256, 144
+
+
+def decoder(hold: float = 0.0, hysteresis: float = 0.1) -> KeyDecoder:
+    return KeyDecoder(KEYS, ROLES, [0.5, 0.5, 0.5, 0.5], DecoderConfig(hysteresis=hysteresis, min_hold=hold))
+
+
+def test_thresholds_and_hysteresis():
+    d = decoder()
+    assert d(np.array([0.55, 0.2, 0.1, 0.1]), 0.0).tolist() == [True, False, False, False]
+    assert d(np.array([0.45, 0.2, 0.1, 0.1]), 0.1)[0], "held above threshold - hysteresis"
+    assert not d(np.array([0.39, 0.2, 0.1, 0.1]), 0.2)[0], "released below it"
+    assert not d(np.array([0.45, 0.2, 0.1, 0.1]), 0.3)[0], "not pressed again below the threshold"
+
+
+def test_minimum_hold_time():
+    d = decoder(hold=0.2)
+    assert d(np.array([0.9, 0, 0, 0]), 0.0)[0]
+    assert d(np.array([0.0, 0, 0, 0]), 0.1)[0], "held: changed 0.1 s ago"
+    assert not d(np.array([0.0, 0, 0, 0]), 0.25)[0]
+
+
+def test_exclusive_roles_the_stronger_wins():
+    d = decoder()
+    assert d(np.array([0.9, 0.6, 0.95, 0.8]), 0.0).tolist() == [False, False, True, True]  # brake 0.45 > 0.4
+    d = decoder()
+    assert d(np.array([0.9, 0.9, 0.1, 0.6]), 0.0).tolist() == [True, True, False, False]
+
+
+def det(x1, y1, x2, y2, score=0.9, cls=0) -> list[float]:
+    return [x1, y1, x2, y2, score, cls]
+
+
+DRIVING = {"throttle": True, "brake": False, "left": False, "right": False}
+
+
+def run(frames: list[list[list[float]]], dt: float = 0.05, rules: Rules | None = None, keys=None):
+    """Feed a sequence of detection lists; return the keys and hits after each frame."""
+    state, rules = FusionState(), rules or Rules()
+    out = []
+    for i, boxes in enumerate(frames):
+        out.append(fuse(dict(keys or DRIVING), np.array(boxes, np.float32).reshape(-1, 6), NAMES, (W, H), state,
+                        i * dt, rules))
+    return out
+
+
+def approaching(start: float, rate: float, n: int, centre: float = 128, ratio: float = 1.3) -> list[list[list[float]]]:
+    """A car ahead whose box grows by `rate` per second from height `start` (px), bottom on the road."""
+    frames = []
+    for i in range(n):
+        h = start * (1 + rate * i * 0.05)
+        bottom = 60 + 1.4 * h
+        frames.append([det(centre - ratio * h / 2, bottom - h, centre + ratio * h / 2, bottom)])
+    return frames
+
+
+def test_fast_approach_in_the_corridor_brakes():
+    keys, hits = run(approaching(10, 1.5, 8))[-1]
+    assert keys["brake"] and not keys["throttle"]
+    brake = next(h for h in hits if h.rule == "brake_for_obstacle")
+    assert 0 < brake.numbers["ttc_s"] < 1.2
+
+
+def test_slow_approach_only_lifts():
+    keys, hits = run(approaching(10, 0.6, 8))[-1]
+    assert not keys["throttle"] and not keys["brake"]
+    assert [h.rule for h in hits] == ["lift_for_obstacle"] and 1.2 < hits[0].numbers["ttc_s"] < 2.5
+
+
+def test_steady_car_ahead_and_cars_beside_are_left_alone():
+    assert run(approaching(12, 0.0, 8))[-1] == (DRIVING, [])  # same speed as us: no growth, far
+    beside = [[det(2, 60, 40, 90)] for _ in range(8)]  # in the next lane, left edge: outside the corridor
+    assert run(beside)[-1] == (DRIVING, [])
+    assert not in_corridor(np.array([2, 60, 40, 90]), W, H, Rules())
+
+
+def test_close_obstacle_brakes_even_without_growth_and_steers_to_the_free_side():
+    ahead = [[det(110, 80, 150, 125, cls=3), det(20, 80, 60, 125)] for _ in range(3)]  # car on the left: go right
+    keys, hits = run(ahead)[-1]
+    assert keys["brake"] and keys["right"] and not keys["left"]
+    assert {h.rule for h in hits} == {"brake_for_obstacle", "steer_to_free_side"}
+
+
+def test_override_holds_then_releases():
+    frames = approaching(10, 1.5, 8) + [[] for _ in range(12)]  # the obstacle vanishes
+    results = run(frames)
+    assert results[9][0]["brake"], "held for `hold` after the cause is gone"
+    assert results[-1] == (DRIVING, []), "then the network's keys again"
+
+
+def test_low_confidence_and_other_classes_are_ignored():
+    frames = [[det(110, 80, 170, 125, score=0.2)] for _ in range(3)]
+    assert run(frames)[-1] == (DRIVING, [])
+    rules = Rules(classes=("car",))
+    frames = [[det(110, 80, 170, 125, cls=2)] for _ in range(3)]
+    assert run(frames, rules=rules)[-1] == (DRIVING, [])
+
+
+def test_rules_file(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("ttc_brake: 2.0\nhold: 0.1\n")
+    assert Rules.load(path).ttc_brake == 2.0 and Rules.load(path).corridor == Rules().corridor
+    assert Rules.load() == Rules(), "the shipped file says what the defaults say"
+    path.write_text("ttc_brakes: 2.0\n")
+    with pytest.raises(Crew2Error, match="unknown rule setting"):
+        Rules.load(path)
