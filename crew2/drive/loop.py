@@ -1,0 +1,183 @@
+"""The drive loop: newest frame -> network -> key decoder -> crash prevention -> keys sent, every frame,
+timed per stage and paced. Keys are released on every way out: the end, Ctrl+C, SIGTERM, an exception
+anywhere, and a watchdog when an iteration stalls; no key is sent while the game is not in front."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from crew2.drive.decoder import KeyDecoder
+from crew2.drive.fusion import FusionState, Hit, Rules, fuse
+from crew2.drive.senders import KeySender
+from crew2.model.engine import Engine
+
+STAGES = ("capture", "preprocess", "infer", "decode", "fusion", "send")
+
+
+@dataclass
+class DriveControl:
+    stop: threading.Event = field(default_factory=threading.Event)
+    paused: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class FrameLog:
+    """What happened in one iteration: enough to render telemetry and to write a JSONL log."""
+
+    step: int
+    t: float
+    ms: dict[str, float]
+    probs: list[float]
+    pressed: list[str]
+    hits: list[Hit]
+    obstacles: int
+    closest_ttc: float | None
+    sent: bool
+    late: bool
+
+
+@dataclass
+class DriveStats:
+    steps: int = 0
+    late: int = 0
+    bad_frames: int = 0
+    watchdog_releases: int = 0
+    elapsed: float = 0.0
+
+
+def as_frame(frame, size: tuple[int, int]) -> np.ndarray | None:
+    """Any capture -> (H, W, 3) uint8 RGB at the model's size; None when it is not an image at all."""
+    a = np.asarray(frame) if frame is not None else None
+    if a is None or a.ndim not in (2, 3) or a.size == 0 or min(a.shape[:2]) < 2:
+        return None
+    if a.dtype != np.uint8:
+        a = np.clip(np.nan_to_num(a.astype(np.float32)), 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    a = a[:, :, :3] if a.shape[2] >= 3 else np.repeat(a[:, :, :1], 3, axis=2)
+    if (a.shape[1], a.shape[0]) != size:
+        a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(a)
+
+
+class Watchdog:
+    """Releases every key if the loop's heartbeat stops for longer than `limit` seconds."""
+
+    def __init__(self, sender: KeySender, limit: float, stats: DriveStats):
+        self.sender, self.limit, self.stats = sender, limit, stats
+        self.beat = time.monotonic()
+        self.tripped = False
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="crew2-watchdog", daemon=True)
+
+    def __enter__(self) -> Watchdog:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self.thread.join(2)
+
+    def heartbeat(self) -> None:
+        self.beat = time.monotonic()
+        self.tripped = False
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.limit / 4):
+            if not self.tripped and time.monotonic() - self.beat > self.limit:
+                self.sender.release_all()
+                self.tripped = True
+                self.stats.watchdog_releases += 1
+
+
+def terminate_as_interrupt() -> None:
+    """SIGTERM ends the drive like Ctrl+C does, so the same `finally` releases the keys."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
+
+
+def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *, fps: float,
+               rules: Rules | None = None, max_steps: int | None = None, realtime: bool = True,
+               focused: Callable[[], bool] = lambda: True, dry_run: bool = False, watchdog: float = 0.5,
+               control: DriveControl | None = None, on_frame: Callable[[FrameLog], None] | None = None,
+               clock: Callable[[], float] = time.perf_counter) -> DriveStats:
+    """Drive until `control.stop`, `max_steps`, the source running dry, or Ctrl+C. `rules` None turns crash
+    prevention off. Keys are released whenever the game is not in front, while paused, and at the end."""
+    info = engine.info
+    control = control or DriveControl()
+    stats = DriveStats()
+    role_of = {key: role for role, key in info.roles.items()}
+    history: deque[np.ndarray] = deque(maxlen=info.frames)
+    fusion_state = FusionState()
+    period, start = 1.0 / fps, clock()
+    next_tick = start
+    try:
+        with Watchdog(sender, watchdog, stats) as dog:
+            while not control.stop.is_set() and (max_steps is None or stats.steps < max_steps):
+                if getattr(source, "done", False):
+                    break
+                late = False
+                if realtime:
+                    now = clock()
+                    if now < next_tick:
+                        time.sleep(next_tick - now)
+                    elif now - next_tick > period:
+                        late, next_tick = True, now
+                    next_tick += period
+                ms: dict[str, float] = {}
+                t0 = clock()
+                raw = source.grab()
+                t1 = clock()
+                frame = as_frame(raw, info.size)
+                if frame is None:
+                    stats.bad_frames += 1
+                    dog.heartbeat()
+                    continue
+                history.append(frame)
+                while len(history) < info.frames:
+                    history.appendleft(history[0])
+                x = np.concatenate(list(history), axis=2)[None]  # (1, H, W, 3 * frames)
+                t2 = clock()
+                pred = engine(x)[0]
+                t3 = clock()
+                now_s = t3 - start if realtime else stats.steps / fps
+                keys = decoder(pred.key_probs, now_s)
+                by_role = {role: bool(keys[info.keys.index(k)]) for role, k in info.roles.items()}
+                t4 = clock()
+                hits: list[Hit] = []
+                if rules is not None:
+                    by_role, hits = fuse(by_role, pred.boxes, info.class_names, info.size, fusion_state, now_s, rules)
+                want = {k: (by_role[role_of[k]] if k in role_of else bool(keys[i])) for i, k in enumerate(info.keys)}
+                t5 = clock()
+                sent = not dry_run and focused() and not control.paused.is_set()
+                if sent:
+                    sender.apply(want)
+                else:
+                    sender.release_all()
+                t6 = clock()
+                dog.heartbeat()
+                ms = {s: round(1000 * d, 3) for s, d in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4,
+                                                                       t6 - t5), strict=True)}
+                stats.steps += 1
+                stats.late += late
+                ttcs = [h.numbers.get("ttc_s") for h in hits if "ttc_s" in h.numbers]
+                if on_frame is not None:
+                    on_frame(FrameLog(stats.steps, now_s, ms, [float(p) for p in pred.key_probs],
+                                      [k for k, on in want.items() if on], hits, len(pred.boxes),
+                                      min(ttcs) if ttcs else None, sent, late))
+    except KeyboardInterrupt:
+        pass  # Ctrl+C or SIGTERM: a normal way to stop driving
+    finally:
+        sender.release_all()
+        stats.elapsed = clock() - start
+    return stats
+

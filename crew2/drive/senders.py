@@ -1,0 +1,116 @@
+"""Key senders: what crew2 presses reaches the game here. Each sends only changes (press what became
+pressed, release what became released), is thread-safe (the watchdog releases from its own thread), and
+releases every key it pressed when it is closed, whatever ended the drive."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from crew2 import x11
+from crew2.errors import Crew2Error
+
+
+class KeySender:
+    name = "base"
+
+    def __init__(self):
+        self.down: set[str] = set()
+        self.lock = threading.RLock()
+
+    def _press(self, key: str) -> None:
+        raise NotImplementedError
+
+    def _release(self, key: str) -> None:
+        raise NotImplementedError
+
+    def apply(self, want: dict[str, bool]) -> None:
+        """Hold exactly the keys set True in `want` (among its keys); send only what changes."""
+        with self.lock:
+            for key, on in want.items():
+                if on and key not in self.down:
+                    self._press(key)
+                    self.down.add(key)
+                elif not on and key in self.down:
+                    self._release(key)
+                    self.down.discard(key)
+
+    def release_all(self) -> None:
+        with self.lock:
+            for key in sorted(self.down):
+                self._release(key)
+            self.down.clear()
+
+    def close(self) -> None:
+        self.release_all()
+
+    def __enter__(self) -> KeySender:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VectorSender(KeySender):
+    """Holds the keys as a vector for an in-process game (the simulator reads `vector` each step)."""
+
+    name = "sim"
+
+    def __init__(self, keys: list[str]):
+        super().__init__()
+        self.keys = list(keys)
+        self.vector = np.zeros(len(keys), np.int8)
+
+    def _press(self, key: str) -> None:
+        self.vector[self.keys.index(key)] = 1
+
+    def _release(self, key: str) -> None:
+        self.vector[self.keys.index(key)] = 0
+
+
+class XTestSender(KeySender):
+    """X11 (Linux desktops, games under Proton): key events injected through XTest."""
+
+    name = "x11"
+
+    def __init__(self, display: str | None = None):
+        super().__init__()
+        self.dpy = x11.open_display(display)
+
+    def _press(self, key: str) -> None:
+        x11.send_key(self.dpy, key, True)
+
+    def _release(self, key: str) -> None:
+        x11.send_key(self.dpy, key, False)
+
+    def close(self) -> None:
+        super().close()
+        self.dpy.close()
+
+
+class DirectInputSender(KeySender):
+    """Windows: scan codes through SendInput (pydirectinput), which DirectX games need. pydirectinput
+    sleeps PAUSE = 0.1 s after every call by default and has a mouse-corner fail-safe: both are off here."""
+
+    name = "win32"
+
+    def __init__(self, keys: list[str], module=None):
+        super().__init__()
+        if module is None:
+            try:
+                import pydirectinput as module
+            except ImportError as e:
+                raise Crew2Error("sending keys on Windows needs pydirectinput (pip install pydirectinput)") from e
+        self.di = module
+        self.di.PAUSE = 0
+        self.di.FAILSAFE = False
+        unknown = [k for k in keys if k not in self.di.KEYBOARD_MAPPING]  # crew2's names are pydirectinput's
+        if unknown:  # pydirectinput ignores unknown names silently: refuse them instead
+            raise Crew2Error(f"pydirectinput has no key named {', '.join(unknown)}")
+
+    def _press(self, key: str) -> None:
+        self.di.keyDown(key)
+
+    def _release(self, key: str) -> None:
+        self.di.keyUp(key)
