@@ -1,0 +1,174 @@
+"""The drive loop: keys released on every way out, focus guard, garbage frames, telemetry, closed loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crew2.drive.decoder import DecoderConfig, KeyDecoder
+from crew2.drive.fusion import Rules
+from crew2.drive.loop import DriveControl, drive_loop
+from crew2.drive.telemetry import Aggregator, render
+from tests.drive_helpers import INFO, FrameSource, RecordingSender, ScriptedEngine
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def decoder() -> KeyDecoder:
+    return KeyDecoder(INFO.keys, INFO.roles, INFO.thresholds, DecoderConfig(min_hold=0.0))
+
+
+def released_everything(sender: RecordingSender) -> bool:
+    pressed = {k for kind, k, _ in sender.events if kind == "press"}
+    last = {}
+    for kind, k, _ in sender.events:
+        last[k] = kind
+    return bool(pressed) and all(last[k] == "release" for k in pressed) and not sender.down
+
+
+def test_normal_end_releases_and_only_changes_are_sent():
+    sender = RecordingSender()
+    stats = drive_loop(FrameSource(), ScriptedEngine(), decoder(), sender, fps=100, max_steps=20, realtime=False,
+                       rules=Rules())
+    assert stats.steps == 20
+    presses = [k for kind, k, _ in sender.events if kind == "press"]
+    assert sorted(presses) == ["d", "w"], "pressed once each, held across 20 frames"
+    assert released_everything(sender)
+
+
+def test_exception_inside_inference_releases_then_raises():
+    sender = RecordingSender()
+    with pytest.raises(RuntimeError, match="blew up"):
+        drive_loop(FrameSource(), ScriptedEngine(fail_at=5), decoder(), sender, fps=100, realtime=False)
+    assert released_everything(sender)
+
+
+def test_keyboard_interrupt_releases():
+    sender = RecordingSender()
+
+    class Interrupting(FrameSource):
+        def grab(self):
+            if self.i == 6:
+                raise KeyboardInterrupt
+            return super().grab()
+
+    stats = drive_loop(Interrupting(), ScriptedEngine(), decoder(), sender, fps=100, realtime=False)
+    assert stats.steps == 6 and released_everything(sender)
+
+
+def test_watchdog_releases_during_a_stall():
+    sender = RecordingSender()
+    engine = ScriptedEngine(stall_at=4, stall=1.0)
+    start = time.monotonic()
+    stats = drive_loop(FrameSource(), engine, decoder(), sender, fps=50, max_steps=6, watchdog=0.3)
+    stall_start = start
+    releases = [t for kind, _, t in sender.events if kind == "release"]
+    assert stats.watchdog_releases == 1
+    assert any(0.25 < t - stall_start < 1.6 for t in releases), "released while inference hung, not after"
+    assert released_everything(sender)
+
+
+def test_focus_guard_holds_keys_back():
+    sender = RecordingSender()
+    in_front = {"yes": False}
+    logs = []
+
+    def on_frame(log):
+        logs.append(log)
+        if log.step == 5:
+            in_front["yes"] = True
+
+    drive_loop(FrameSource(), ScriptedEngine(), decoder(), sender, fps=100, max_steps=10, realtime=False,
+               focused=lambda: in_front["yes"], on_frame=on_frame)
+    first_press = next(i for i, (kind, _, _) in enumerate(sender.events) if kind == "press")
+    assert first_press == 0 and [lg.sent for lg in logs] == [False] * 5 + [True] * 5
+    assert all(kind == "release" or i >= first_press for i, (kind, _, _) in enumerate(sender.events))
+
+
+def test_dry_run_and_pause_send_nothing():
+    sender = RecordingSender()
+    drive_loop(FrameSource(), ScriptedEngine(), decoder(), sender, fps=100, max_steps=5, realtime=False, dry_run=True)
+    assert not [e for e in sender.events if e[0] == "press"]
+    control = DriveControl()
+    control.paused.set()
+    drive_loop(FrameSource(), ScriptedEngine(), decoder(), sender, fps=100, max_steps=5, realtime=False,
+               control=control)
+    assert not [e for e in sender.events if e[0] == "press"]
+
+
+def test_garbage_frames_never_crash_the_loop():
+    rng = np.random.default_rng(0)
+    frames = [np.zeros((36, 64, 3), np.uint8), rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
+              rng.integers(0, 256, (10, 20), dtype=np.uint8), rng.random((50, 80, 4)), np.zeros((0, 0, 3)),
+              np.full((36, 64, 3), np.nan), None]
+    sender = RecordingSender()
+    stats = drive_loop(FrameSource(frames), ScriptedEngine(), decoder(), sender, fps=100, max_steps=12,
+                       realtime=False)
+    assert stats.steps == 12 and stats.bad_frames >= 2 and released_everything(sender)
+
+
+def test_sigterm_to_a_driving_child_releases_its_keys(tmp_path):
+    events = tmp_path / "events.jsonl"
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from crew2.drive.loop import drive_loop, terminate_as_interrupt
+from tests.drive_helpers import FrameSource, RecordingSender, ScriptedEngine
+from tests.test_drive_loop import decoder
+from pathlib import Path
+terminate_as_interrupt()
+drive_loop(FrameSource(), ScriptedEngine(), decoder(), RecordingSender(Path({str(events)!r})), fps=50)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not (events.exists() and events.read_text().count("press") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(30) == 0
+    lines = [json.loads(x) for x in events.read_text().splitlines()]
+    assert sorted(k for kind, k in lines if kind == "press") == ["d", "w"]
+    assert sorted(k for kind, k in lines[-2:] if kind == "release") == ["d", "w"]
+
+
+def test_telemetry_renders_a_snapshot():
+    from rich.console import Console
+
+    from crew2.drive.fusion import Hit
+    from crew2.drive.loop import FrameLog
+
+    agg = Aggregator(INFO.keys, INFO.thresholds, 20.0)
+    for i in range(11):
+        agg.add(FrameLog(i, i * 0.05, {"capture": 1.0, "preprocess": 0.2, "infer": 2.5, "decode": 0.05,
+                                       "fusion": 0.1, "send": 0.05}, [0.9, 0.2, 0.7, 0.1], ["w", "s"],
+                         [Hit("brake_for_obstacle", "brake", {"ttc_s": 0.9})] if i > 7 else [], 2,
+                         0.9 if i > 7 else None, True, False))
+    snap = agg.snapshot()
+    assert snap.fps == pytest.approx(20.0) and snap.rules == {"brake_for_obstacle": 3}
+    assert snap.latency_ms["total"][0] == pytest.approx(3.9)
+    console = Console(width=100, record=True)
+    console.print(render(snap))
+    text = console.export_text()
+    assert "20.0 / 20 fps" in text and "brake_for_obstacle ×3" in text and "0.90 s" in text
+    assert "W" in text and "infer" in text and "sending keys" in text
+
+
+def test_closed_loop_sim_drive_moves_the_car():
+    from crew2.drive.sim import SimGame
+    from crew2.keys import default_profile
+    from crew2.sim.world import SimConfig
+
+    with SimGame(SimConfig(width=64, height=36, traffic=0, obstacles=0, track_km=0.3), default_profile(), 1) as game:
+        stats = drive_loop(game, ScriptedEngine(), decoder(), game.sender, fps=20, realtime=False, max_steps=400)
+        metrics = game.metrics
+    assert metrics["distance_m"] > 50 and stats.steps > 50  # W and D held: fast, then onto the grass
+    assert not game.sender.vector.any(), "released at the end"
