@@ -44,12 +44,6 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def not_built(verb: str, issue: str) -> None:
-    err.print(f"[yellow]crew2 {verb} is not built yet[/yellow]: it arrives with {issue}.", highlight=False,
-              soft_wrap=True)
-    raise typer.Exit(3)
-
-
 # Options shared by the commands that run the simulator.
 Seed = Annotated[int, typer.Option(help="Episode seed: the same seed gives the same road, traffic and looks.")]
 Lanes = Annotated[int, typer.Option(help="Lanes on the road (2-4).")]
@@ -555,9 +549,56 @@ def export(
 
 
 @app.command()
-def drive() -> None:
-    """Drive a game: capture, run the network, apply crash prevention, send keys, show telemetry."""
-    not_built("drive", "the driver issue")
+@user_errors
+def drive(
+    weights: Annotated[Path, typer.Argument(help="The model: a checkpoint (.pt) or its ONNX export (.onnx).")],
+    source: Annotated[str, typer.Option(help="window (a game window), screen or sim (built-in).")] = "window",
+    window: Annotated[str | None, typer.Option(help="--source window: part of the game window's title.")] = None,
+    region: Annotated[str | None, typer.Option(help="--source screen: LEFT,TOP,WIDTH,HEIGHT.")] = None,
+    engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    fps: Annotated[float, typer.Option(help="Control rate, frames per second.")] = 20.0,
+    fusion: Annotated[bool, typer.Option(help="Crash prevention on (--no-fusion to compare without).")] = True,
+    rules: Annotated[Path | None, typer.Option(help="Your own crash-prevention rules (YAML).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Everything but sending keys.")] = False,
+    countdown: Annotated[float, typer.Option(help="Seconds to switch to the game before the first key.")] = 3.0,
+    seconds: Annotated[float | None, typer.Option(help="Stop after this long.")] = None,
+    log: Annotated[Path | None, typer.Option(help="Write one JSON record per frame here.")] = None,
+    seed: Seed = 0,
+) -> None:
+    """Drive a game: capture, run the network, apply crash prevention, send keys, show live telemetry.
+
+    Every key crew2 pressed is released when it stops (Ctrl+C, SIGTERM, an error, a stalled loop), and no key
+    is sent while the game window is not in front."""
+    from rich.live import Live
+
+    from crew2.drive.run import DriveConfig
+    from crew2.drive.run import drive as run_drive
+    from crew2.drive.telemetry import Aggregator, render
+    from crew2.model.engine import load_engine
+    from crew2.record.run import parse_region
+
+    config = DriveConfig(weights=weights, source=source, window=window,
+                         region=parse_region(region) if region else None, engine=engine, fps=fps, fusion=fusion,
+                         rules=rules, dry_run=dry_run, countdown=countdown, seconds=seconds, log=log, seed=seed)
+    info = load_engine(weights, engine).info  # fails early and clearly on a bad model file
+    telemetry = Aggregator(info.keys, info.thresholds, fps)
+    live = Live(console=out, refresh_per_second=10, transient=True)
+    shown = [0.0]
+
+    def on_frame(entry) -> None:
+        telemetry.add(entry)
+        if time.monotonic() - shown[0] > 0.1 and (snap := telemetry.snapshot()) is not None:
+            live.update(render(snap))
+            shown[0] = time.monotonic()
+
+    with live:
+        result = run_drive(config, on_frame=on_frame,
+                           on_countdown=lambda left: live.update(f"driving starts in {left:.0f} s: switch to the game"))
+    s = result.stats
+    out.print(f"drove {s.steps} frames in {s.elapsed:.1f} s ({s.steps / max(s.elapsed, 1e-9):.1f} fps), {s.late} late, "
+              f"{s.bad_frames} bad frames, {s.watchdog_releases} watchdog releases; all keys released", soft_wrap=True)
+    if result.sim is not None:
+        out.print(", ".join(f"{k} {v}" for k, v in result.sim.items()), soft_wrap=True)
 
 
 @data_app.command("info")

@@ -50,11 +50,6 @@ def test_bad_input_is_one_clear_line(args, message):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_unbuilt_verb_says_so():
-    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "drive"], capture_output=True, text=True)
-    assert result.returncode == 3 and "not built yet" in result.stderr
-
-
 def test_console_script_and_module_agree():
     exe = Path(sys.executable).with_name("crew2")
     result = subprocess.run([str(exe), "--version"], capture_output=True, text=True)

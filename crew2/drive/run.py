@@ -1,0 +1,115 @@
+"""`crew2 drive` put together: a validated config; source, sender and focus guard chosen by name."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from crew2 import x11
+from crew2.drive.decoder import DecoderConfig, KeyDecoder
+from crew2.drive.fusion import Rules
+from crew2.drive.loop import DriveControl, DriveStats, FrameLog, drive_loop, terminate_as_interrupt
+from crew2.errors import Crew2Error
+from crew2.keys import KeyProfile
+from crew2.model.engine import load_engine
+from crew2.sim.world import SimConfig
+
+SOURCES = ("sim", "screen", "window")
+
+
+@dataclass
+class DriveConfig:
+    weights: Path
+    source: str = "window"
+    window: str | None = None
+    region: x11.Rect | None = None
+    engine: str = "auto"
+    fps: float = 20.0
+    fusion: bool = True
+    rules: Path | None = None
+    dry_run: bool = False
+    countdown: float = 3.0
+    seconds: float | None = None
+    log: Path | None = None
+    display: str | None = None
+    seed: int = 0  # --source sim
+    sim: SimConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise Crew2Error(f"unknown source '{self.source}': use one of {', '.join(SOURCES)}")
+        if self.source == "window" and not self.window:
+            raise Crew2Error("--source window needs --window TITLE")
+        if not 1 <= self.fps <= 120:
+            raise Crew2Error(f"--fps must be between 1 and 120, not {self.fps}")
+
+
+@dataclass
+class DriveResult:
+    stats: DriveStats
+    sim: dict[str, float] | None
+
+
+def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
+          on_countdown: Callable[[float], None] | None = None, control: DriveControl | None = None) -> DriveResult:
+    engine = load_engine(cfg.weights, cfg.engine)
+    info = engine.info
+    decoder = KeyDecoder(info.keys, info.roles, info.thresholds, DecoderConfig())
+    rules = Rules.load(cfg.rules) if cfg.fusion else None
+    terminate_as_interrupt()
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(open(cfg.log, "w")) if cfg.log else None
+
+        def frame_hook(entry: FrameLog) -> None:
+            if log is not None:
+                log.write(json.dumps({**entry.__dict__, "hits": [h.__dict__ for h in entry.hits]}) + "\n")
+            if on_frame is not None:
+                on_frame(entry)
+
+        focused: Callable[[], bool] = lambda: True  # noqa: E731
+        if cfg.source == "sim":
+            from crew2.drive.sim import SimGame
+
+            profile = KeyProfile("model", tuple(info.keys), dict(info.roles))
+            sim = cfg.sim or SimConfig(width=info.size[0], height=info.size[1], fps=cfg.fps)
+            game = stack.enter_context(SimGame(sim, profile, cfg.seed))
+            source, sender, realtime = game, game.sender, False
+        else:
+            sender = stack.enter_context(_sender(info.keys, cfg.display))
+            if cfg.source == "window":
+                from crew2.record.run import WINDOWS, RecordConfig
+
+                platform = "win32" if sys.platform == "win32" else "x11"
+                window = WINDOWS[platform](RecordConfig(source="window", window=cfg.window, display=cfg.display))
+                stack.callback(window.close)
+                source, focused = stack.enter_context(window.source(max_fps=2 * cfg.fps)), window.focused
+            else:
+                from crew2.record.sources import screen_source
+
+                source = stack.enter_context(screen_source(cfg.region, display=cfg.display, max_fps=2 * cfg.fps))
+            realtime = True
+        end = time.monotonic() + cfg.countdown
+        while (left := end - time.monotonic()) > 0:  # time to switch to the game before any key goes out
+            if on_countdown is not None:
+                on_countdown(left)
+            time.sleep(min(0.25, left))
+        max_steps = None if cfg.seconds is None else int(cfg.seconds * cfg.fps)
+        stats = drive_loop(source, engine, decoder, sender, fps=cfg.fps, rules=rules, max_steps=max_steps,
+                           realtime=realtime, focused=focused, dry_run=cfg.dry_run, control=control,
+                           on_frame=frame_hook)
+        return DriveResult(stats, source.metrics if cfg.source == "sim" else None)
+
+
+def _sender(keys: list[str], display: str | None):
+    if sys.platform == "win32":
+        from crew2.drive.senders import DirectInputSender
+
+        return DirectInputSender(keys)
+    from crew2.drive.senders import XTestSender
+
+    return XTestSender(display)
