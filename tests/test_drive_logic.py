@@ -118,3 +118,23 @@ def test_rules_file(tmp_path):
     path.write_text("ttc_brakes: 2.0\n")
     with pytest.raises(Crew2Error, match="unknown rule setting"):
         Rules.load(path)
+
+
+def test_directinput_sender_up_to_the_module_boundary():
+    from types import SimpleNamespace
+
+    from crew2.drive.senders import DirectInputSender
+    from crew2.keys import KEY_NAMES
+
+    calls = []
+    fake = SimpleNamespace(PAUSE=0.1, FAILSAFE=True, KEYBOARD_MAPPING=dict.fromkeys(KEY_NAMES, 1),
+                           keyDown=lambda k: calls.append(("down", k)), keyUp=lambda k: calls.append(("up", k)))
+    with DirectInputSender(["w", "a", "s", "d"], module=fake) as sender:
+        assert fake.PAUSE == 0 and fake.FAILSAFE is False, "no 0.1 s sleep per call, no mouse-corner abort"
+        sender.apply({"w": True, "a": False, "s": False, "d": True})
+        sender.apply({"w": True, "a": False, "s": False, "d": True})  # nothing changed: nothing sent
+        sender.apply({"w": True, "a": True, "s": False, "d": False})
+    assert calls == [("down", "w"), ("down", "d"), ("down", "a"), ("up", "d"), ("up", "a"), ("up", "w")]
+    fake.KEYBOARD_MAPPING = {"w": 1}
+    with pytest.raises(Crew2Error, match="no key named a"):
+        DirectInputSender(["w", "a"], module=fake)
