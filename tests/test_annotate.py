@@ -227,6 +227,7 @@ def test_review_window_opens_and_saves_with_keys(sim_sessions, xvfb):
     import time
 
     from crew2 import x11
+    from tests.x11_helpers import wait_for_window
 
     path = sim_sessions[1]
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "annotate", "review", str(path), "--frames",
@@ -234,14 +235,7 @@ def test_review_window_opens_and_saves_with_keys(sim_sessions, xvfb):
                             stderr=subprocess.PIPE, text=True)
     dpy = x11.open_display(xvfb)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                win = x11.find_window(dpy, "crew2 annotate review")
-                break
-            except Crew2Error:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
-                time.sleep(0.2)
+        win = wait_for_window(dpy, "crew2 annotate review", proc)
         rect = x11.window_rect(dpy, win)
         assert rect.width >= 256 * 3
         time.sleep(0.5)

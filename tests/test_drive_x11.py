@@ -6,19 +6,18 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from crew2 import x11
-from crew2.errors import Crew2Error
 from crew2.keys import default_profile
 from crew2.model import checkpoint
 from crew2.model.net import MultiTaskNet
 from crew2.sim.window import WINDOW_TITLE
 from crew2.sim.world import CLASSES
+from tests.x11_helpers import wait_for_window
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.x11
@@ -45,14 +44,7 @@ def test_drive_the_sim_window_through_mss_and_xtest(xvfb, tmp_path):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dpy = x11.open_display(xvfb)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                win = x11.find_window(dpy, WINDOW_TITLE)
-                break
-            except Crew2Error:
-                assert game.poll() is None and time.monotonic() < deadline
-                time.sleep(0.2)
+        win = wait_for_window(dpy, WINDOW_TITLE, game)
         x11.focus(dpy, win)
         log = tmp_path / "drive.jsonl"
         result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "drive", str(model), "--source", "window",

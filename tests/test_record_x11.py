@@ -17,6 +17,7 @@ from crew2.data.session import Session
 from crew2.errors import Crew2Error
 from crew2.record.sources import screen_source
 from crew2.sim.window import WINDOW_TITLE
+from tests.x11_helpers import wait_for_window
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.x11
@@ -30,14 +31,7 @@ def game(xvfb):
                              "--seconds", "60", "--width", "320", "--height", "180"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dpy = x11.open_display(xvfb)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            win = x11.find_window(dpy, WINDOW_TITLE)
-            break
-        except Crew2Error:
-            assert proc.poll() is None and time.monotonic() < deadline, "the sim window did not open"
-            time.sleep(0.2)
+    win = wait_for_window(dpy, WINDOW_TITLE, proc)
     x11.focus(dpy, win)
     yield dpy, win
     proc.kill()

@@ -16,6 +16,7 @@ import pytest
 from crew2 import x11
 from crew2.errors import Crew2Error
 from crew2.sim.window import WINDOW_TITLE
+from tests.x11_helpers import wait_for_window
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.x11
@@ -27,17 +28,6 @@ def grab(display: str, rect: x11.Rect) -> np.ndarray:
     return np.asarray(shot)[:, :, :3]  # BGRA -> BGR
 
 
-def wait_for_window(dpy, proc: subprocess.Popen, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return x11.find_window(dpy, WINDOW_TITLE)
-        except Crew2Error:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def test_window_is_captured_and_driven_by_injected_keys(xvfb, tmp_path):
     summary = tmp_path / "episodes.json"
     env = {**os.environ, "DISPLAY": xvfb, "SDL_AUDIODRIVER": "dummy"}
@@ -47,7 +37,7 @@ def test_window_is_captured_and_driven_by_injected_keys(xvfb, tmp_path):
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     dpy = x11.open_display(xvfb)
     try:
-        win = wait_for_window(dpy, proc)
+        win = wait_for_window(dpy, WINDOW_TITLE, proc)
         rect = x11.window_rect(dpy, win)
         assert (rect.width, rect.height) == (320, 180)
         time.sleep(1.0)

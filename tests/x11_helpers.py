@@ -1,0 +1,21 @@
+"""Helpers for the tests that run real windows under Xvfb."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from crew2 import x11
+from crew2.errors import Crew2Error
+
+
+def wait_for_window(dpy, title: str, proc: subprocess.Popen, timeout: float = 30.0):
+    """The window titled like `title`, once the process that opens it has; fails if it dies first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return x11.find_window(dpy, title)
+        except Crew2Error:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
