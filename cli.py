@@ -580,8 +580,8 @@ def drive(
     config = DriveConfig(weights=weights, source=source, window=window,
                          region=parse_region(region) if region else None, engine=engine, fps=fps, fusion=fusion,
                          rules=rules, dry_run=dry_run, countdown=countdown, seconds=seconds, log=log, seed=seed)
-    info = load_engine(weights, engine).info  # fails early and clearly on a bad model file
-    telemetry = Aggregator(info.keys, info.thresholds, fps)
+    model = load_engine(weights, engine)  # loaded once: fails early and clearly on a bad model file
+    telemetry = Aggregator(model.info.keys, model.info.thresholds, fps)
     live = Live(console=out, refresh_per_second=10, transient=True)
     shown = [0.0]
 
@@ -592,7 +592,7 @@ def drive(
             shown[0] = time.monotonic()
 
     with live:
-        result = run_drive(config, on_frame=on_frame,
+        result = run_drive(config, on_frame=on_frame, engine=model,
                            on_countdown=lambda left: live.update(f"driving starts in {left:.0f} s: switch to the game"))
     s = result.stats
     out.print(f"drove {s.steps} frames in {s.elapsed:.1f} s ({s.steps / max(s.elapsed, 1e-9):.1f} fps), {s.late} late, "

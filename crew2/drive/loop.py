@@ -116,6 +116,7 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
     control = control or DriveControl()
     stats = DriveStats()
     role_of = {key: role for role, key in info.roles.items()}
+    role_index = {role: info.keys.index(key) for role, key in info.roles.items()}  # once, not every frame
     history: deque[np.ndarray] = deque(maxlen=info.frames)
     fusion_state = FusionState()
     period, start = 1.0 / fps, clock()
@@ -151,7 +152,7 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                 t3 = clock()
                 now_s = t3 - start if realtime else stats.steps / fps
                 keys = decoder(pred.key_probs, now_s)
-                by_role = {role: bool(keys[info.keys.index(k)]) for role, k in info.roles.items()}
+                by_role = {role: bool(keys[i]) for role, i in role_index.items()}
                 t4 = clock()
                 hits: list[Hit] = []
                 if rules is not None:

@@ -16,7 +16,7 @@ from crew2.drive.fusion import Rules
 from crew2.drive.loop import DriveControl, DriveStats, FrameLog, drive_loop, terminate_as_interrupt
 from crew2.errors import Crew2Error
 from crew2.keys import KeyProfile
-from crew2.model.engine import load_engine
+from crew2.model.engine import Engine, load_engine
 from crew2.sim.world import SimConfig
 
 SOURCES = ("sim", "screen", "window")
@@ -56,8 +56,10 @@ class DriveResult:
 
 
 def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
-          on_countdown: Callable[[float], None] | None = None, control: DriveControl | None = None) -> DriveResult:
-    engine = load_engine(cfg.weights, cfg.engine)
+          on_countdown: Callable[[float], None] | None = None, control: DriveControl | None = None,
+          engine: Engine | None = None) -> DriveResult:
+    """Drive with `cfg`; `engine`, when the caller has already loaded the model, is used as is."""
+    engine = engine or load_engine(cfg.weights, cfg.engine)
     info = engine.info
     decoder = KeyDecoder(info.keys, info.roles, info.thresholds, DecoderConfig())
     rules = Rules.load(cfg.rules) if cfg.fusion else None
