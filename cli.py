@@ -498,17 +498,34 @@ def train(
 @user_errors
 def eval_(
     weights: Annotated[Path, typer.Argument(help="A checkpoint (.pt) or an ONNX export (.onnx).")],
-    sessions: Annotated[list[Path], typer.Argument(help="Held-out session files or folders.")],
+    sessions: Annotated[list[Path] | None, typer.Argument(help="Held-out session files or folders.")] = None,
     engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     mp4: Annotated[Path | None, typer.Option(help="Render the human's keys, the model's and its boxes here.")] = None,
     label_offset: Annotated[int, typer.Option(help="Compare with the keys pressed this many frames later.")] = 0,
+    drive: Annotated[bool, typer.Option("--drive", help="Closed loop: drive the sim against the autopilot.")]
+    = False,
+    episodes: Annotated[int, typer.Option(help="--drive: episodes per driver.")] = 20,
+    seeds: Annotated[str, typer.Option(help="--drive: FIRST seed, FIRST-LAST or a,b,c.")] = "1000",
+    seconds: Annotated[float, typer.Option(help="--drive: length of each episode, s.")] = 120.0,
+    track_km: TrackKm = 5.0,
+    rules: Annotated[Path | None, typer.Option(help="--drive: your own crash-prevention rules (YAML).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="--drive: also write every episode here.")]
+    = None,
 ) -> None:
-    """Shadow mode: replay sessions through a model; what it would have pressed against what you pressed."""
-    from crew2.data.tools import session_paths
+    """Shadow mode: replay sessions through a model; what it would have pressed against what you pressed.
+
+    With --drive, closed loop instead: the model drives the simulator on held-out seeds, with and without
+    crash prevention, next to the expert autopilot on the same seeds."""
     from crew2.model.engine import load_engine
-    from crew2.train.shadow import shadow
 
     model = load_engine(weights, engine)
+    if drive:
+        return eval_drive(model, weights, seeds, episodes, seconds, track_km, rules, json_out)
+    if not sessions:
+        raise Crew2Error("give held-out session files (shadow mode), or --drive for the closed loop")
+    from crew2.data.tools import session_paths
+    from crew2.train.shadow import shadow
+
     with out.status("replaying sessions through the model…"):
         result = shadow(model, session_paths(sessions), mp4, label_offset)
     m, keys = result.metrics, model.info.keys
@@ -524,6 +541,37 @@ def eval_(
               f"mAP50 {m['map50']:.3f}, mAP50-95 {m['map50_95']:.3f}")
     if mp4 is not None:
         out.print(f"wrote {mp4}")
+
+
+def eval_drive(model, weights: Path, seeds_text: str, episodes: int, seconds: float, track_km: float,
+               rules: Path | None, json_out: Path | None) -> None:
+    from rich.progress import Progress
+
+    from crew2.drive.evaluate import DRIVERS, compare, parse_seeds, summary
+    from crew2.sim.world import SimConfig
+
+    if episodes < 1:
+        raise Crew2Error(f"--episodes must be 1 or more, not {episodes}")
+    seeds = parse_seeds(seeds_text, episodes)
+    w, h = model.info.size
+    sim = SimConfig(width=w, height=h, track_km=track_km, max_seconds=seconds)
+    with Progress(console=out, transient=True) as progress:
+        task = progress.add_task("driving the simulator", total=len(DRIVERS) * len(seeds))
+        results = compare(model, weights, seeds, sim, rules,
+                          on_episode=lambda name, r: progress.update(task, advance=1, description=name))
+    means = summary(results)
+    table = Table(title=f"closed loop: {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), {seconds:g} s each, "
+                        f"{model.name} engine")
+    columns = {"distance_m": "distance m", "distance_vs_autopilot": "÷ autopilot", "avg_speed_kmh": "km/h",
+               "collisions_per_km": "crashes/km", "offroad_s": "off-road s", "score": "score"}
+    table.add_column("driver")
+    for header in columns.values():
+        table.add_column(header, justify="right")
+    for name, m in means.items():
+        table.add_row(name, *(f"{m[c]:g}" for c in columns))
+    out.print(table)
+    write_json(json_out, {"weights": str(weights), "seeds": seeds, "seconds": seconds, "track_km": track_km,
+                          "summary": means, "episodes": results})
 
 
 @app.command()
@@ -563,12 +611,16 @@ def drive(
     countdown: Annotated[float, typer.Option(help="Seconds to switch to the game before the first key.")] = 3.0,
     seconds: Annotated[float | None, typer.Option(help="Stop after this long.")] = None,
     log: Annotated[Path | None, typer.Option(help="Write one JSON record per frame here.")] = None,
+    show: Annotated[bool, typer.Option(help="A debug window: boxes, corridor and keys on the frame.")] = False,
+    record: Annotated[Path | None, typer.Option(help="Also store the session here (.h5), marked as the model's.")]
+    = None,
     seed: Seed = 0,
 ) -> None:
     """Drive a game: capture, run the network, apply crash prevention, send keys, show live telemetry.
 
-    Every key crew2 pressed is released when it stops (Ctrl+C, SIGTERM, an error, a stalled loop), and no key
-    is sent while the game window is not in front."""
+    Hotkeys: F9 pause/resume (every key released while paused), F10 stop; Ctrl+C stops too. In the --show
+    window, Space pauses and Esc stops. Every key crew2 pressed is released when it stops (Ctrl+C, SIGTERM,
+    an error, a stalled loop), and no key is sent while the game window is not in front."""
     from rich.live import Live
 
     from crew2.drive.run import DriveConfig
@@ -579,7 +631,8 @@ def drive(
 
     config = DriveConfig(weights=weights, source=source, window=window,
                          region=parse_region(region) if region else None, engine=engine, fps=fps, fusion=fusion,
-                         rules=rules, dry_run=dry_run, countdown=countdown, seconds=seconds, log=log, seed=seed)
+                         rules=rules, dry_run=dry_run, countdown=countdown, seconds=seconds, log=log, seed=seed,
+                         show=show, record=record)
     model = load_engine(weights, engine)  # loaded once: fails early and clearly on a bad model file
     telemetry = Aggregator(model.info.keys, model.info.thresholds, fps)
     live = Live(console=out, refresh_per_second=10, transient=True)

@@ -17,7 +17,7 @@ from crew2.data.session import Session
 from crew2.errors import Crew2Error
 from crew2.record.sources import screen_source
 from crew2.sim.window import WINDOW_TITLE
-from tests.x11_helpers import wait_for_window
+from tests.x11_helpers import tap, wait_for_window
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.x11
@@ -118,12 +118,6 @@ def test_window_that_does_not_exist_is_a_clear_error(xvfb):
                              "No Such Game", "--countdown", "0"], env={**os.environ, "DISPLAY": xvfb},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "no window titled like 'No Such Game'" in result.stderr
-
-
-def tap(dpy, key: str) -> None:
-    x11.send_key(dpy, key, down=True)
-    time.sleep(0.15)
-    x11.send_key(dpy, key, down=False)
 
 
 def test_hotkeys_pause_discard_and_stop(game, xvfb, tmp_path):

@@ -19,3 +19,10 @@ def wait_for_window(dpy, title: str, proc: subprocess.Popen, timeout: float = 30
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def tap(dpy, key: str) -> None:
+    """Press and release a key through XTest, held long enough for a poller to see it."""
+    x11.send_key(dpy, key, down=True)
+    time.sleep(0.15)
+    x11.send_key(dpy, key, down=False)

@@ -42,6 +42,12 @@ class FrameLog:
     closest_ttc: float | None
     sent: bool
     late: bool
+    boxes: list[list[float]] = field(default_factory=list)  # x1, y1, x2, y2 (frame px), score, class
+    frame: np.ndarray | None = field(default=None, repr=False, compare=False)  # what the model saw (RGB)
+
+    def to_json(self) -> dict:
+        """The record `--log` writes: everything but the frame."""
+        return {**{k: v for k, v in self.__dict__.items() if k != "frame"}, "hits": [h.__dict__ for h in self.hits]}
 
 
 @dataclass
@@ -109,9 +115,10 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                rules: Rules | None = None, max_steps: int | None = None, realtime: bool = True,
                focused: Callable[[], bool] = lambda: True, dry_run: bool = False, watchdog: float = 0.5,
                control: DriveControl | None = None, on_frame: Callable[[FrameLog], None] | None = None,
-               clock: Callable[[], float] = time.perf_counter) -> DriveStats:
+               poll: Callable[[], None] | None = None, clock: Callable[[], float] = time.perf_counter) -> DriveStats:
     """Drive until `control.stop`, `max_steps`, the source running dry, or Ctrl+C. `rules` None turns crash
-    prevention off. Keys are released whenever the game is not in front, while paused, and at the end."""
+    prevention off. Keys are released whenever the game is not in front, while paused, and at the end.
+    `poll` runs once per iteration before keys go out (hotkeys that pause or stop through `control`)."""
     info = engine.info
     control = control or DriveControl()
     stats = DriveStats()
@@ -158,6 +165,8 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                 if rules is not None:
                     by_role, hits = fuse(by_role, pred.boxes, info.class_names, info.size, fusion_state, now_s, rules)
                 want = {k: (by_role[role_of[k]] if k in role_of else bool(keys[i])) for i, k in enumerate(info.keys)}
+                if poll is not None:
+                    poll()
                 t5 = clock()
                 sent = not dry_run and focused() and not control.paused.is_set()
                 if sent:
@@ -174,7 +183,8 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                 if on_frame is not None:
                     on_frame(FrameLog(stats.steps, now_s, ms, [float(p) for p in pred.key_probs],
                                       [k for k, on in want.items() if on], hits, len(pred.boxes),
-                                      min(ttcs) if ttcs else None, sent, late))
+                                      min(ttcs) if ttcs else None, sent, late,
+                                      [[round(float(v), 2) for v in b] for b in pred.boxes], frame))
     except KeyboardInterrupt:
         pass  # Ctrl+C or SIGTERM: a normal way to stop driving
     finally:

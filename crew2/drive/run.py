@@ -20,6 +20,7 @@ from crew2.model.engine import Engine, load_engine
 from crew2.sim.world import SimConfig
 
 SOURCES = ("sim", "screen", "window")
+HOTKEYS = {"pause": "f9", "stop": "f10"}
 
 
 @dataclass
@@ -39,6 +40,9 @@ class DriveConfig:
     display: str | None = None
     seed: int = 0  # --source sim
     sim: SimConfig | None = None
+    show: bool = False  # the debug window; the sim then runs in real time
+    record: Path | None = None  # also store the session (frames and the keys sent), driver "model"
+    hotkeys: bool = True  # F9 pause/resume, F10 stop (window and screen sources)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -63,31 +67,33 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
     info = engine.info
     decoder = KeyDecoder(info.keys, info.roles, info.thresholds, DecoderConfig())
     rules = Rules.load(cfg.rules) if cfg.fusion else None
+    profile = KeyProfile("model", tuple(info.keys), dict(info.roles))
+    control = control or DriveControl()
     terminate_as_interrupt()
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(cfg.log, "w")) if cfg.log else None
-
-        def frame_hook(entry: FrameLog) -> None:
-            if log is not None:
-                log.write(json.dumps({**entry.__dict__, "hits": [h.__dict__ for h in entry.hits]}) + "\n")
-            if on_frame is not None:
-                on_frame(entry)
-
+        hooks: list[Callable[[FrameLog], None]] = [on_frame] if on_frame is not None else []
+        if cfg.log:
+            log = stack.enter_context(open(cfg.log, "w"))
+            hooks.append(lambda entry: log.write(json.dumps(entry.to_json()) + "\n"))
         focused: Callable[[], bool] = lambda: True  # noqa: E731
+        keys = None  # the keyboard, read for the hotkeys
+        platform = "win32" if sys.platform == "win32" else "x11"
         if cfg.source == "sim":
             from crew2.drive.sim import SimGame
 
-            profile = KeyProfile("model", tuple(info.keys), dict(info.roles))
             sim = cfg.sim or SimConfig(width=info.size[0], height=info.size[1], fps=cfg.fps)
             game = stack.enter_context(SimGame(sim, profile, cfg.seed))
-            source, sender, realtime = game, game.sender, False
+            source, sender, realtime = game, game.sender, cfg.show
         else:
-            sender = stack.enter_context(_sender(info.keys, cfg.display))
-            if cfg.source == "window":
-                from crew2.record.run import WINDOWS, RecordConfig
+            from crew2.record.run import KEY_READERS, WINDOWS, RecordConfig
 
-                platform = "win32" if sys.platform == "win32" else "x11"
-                window = WINDOWS[platform](RecordConfig(source="window", window=cfg.window, display=cfg.display))
+            sender = stack.enter_context(_sender(info.keys, cfg.display))
+            wanted = RecordConfig(source=cfg.source, window=cfg.window, display=cfg.display, profile=profile)
+            if cfg.hotkeys:
+                keys = KEY_READERS[platform](wanted, tuple(HOTKEYS.values()))
+                stack.callback(keys.close)
+            if cfg.source == "window":
+                window = WINDOWS[platform](wanted)
                 stack.callback(window.close)
                 source, focused = stack.enter_context(window.source(max_fps=2 * cfg.fps)), window.focused
             else:
@@ -95,6 +101,18 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
 
                 source = stack.enter_context(screen_source(cfg.region, display=cfg.display, max_fps=2 * cfg.fps))
             realtime = True
+        from crew2.record.run import Hotkeys
+
+        hotkeys = Hotkeys(keys, control, lambda: True, HOTKEYS)  # the loop itself guards focus
+        if cfg.record is not None:
+            hooks.append(_recorder(stack, cfg, profile, info.size))
+        if cfg.show:
+            from crew2.drive.overlay import ShowWindow
+
+            window_view = ShowWindow(info.keys, info.thresholds, info.class_names, rules,
+                                     on_pause=hotkeys.toggle_pause, on_stop=control.stop.set)
+            stack.callback(window_view.close)
+            hooks.append(lambda entry: window_view(entry, time.monotonic()))
         end = time.monotonic() + cfg.countdown
         while (left := end - time.monotonic()) > 0:  # time to switch to the game before any key goes out
             if on_countdown is not None:
@@ -103,8 +121,29 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
         max_steps = None if cfg.seconds is None else int(cfg.seconds * cfg.fps)
         stats = drive_loop(source, engine, decoder, sender, fps=cfg.fps, rules=rules, max_steps=max_steps,
                            realtime=realtime, focused=focused, dry_run=cfg.dry_run, control=control,
-                           on_frame=frame_hook)
+                           on_frame=lambda entry: [hook(entry) for hook in hooks], poll=hotkeys.poll)
         return DriveResult(stats, source.metrics if cfg.source == "sim" else None)
+
+
+def _recorder(stack: contextlib.ExitStack, cfg: DriveConfig, profile: KeyProfile,
+              size: tuple[int, int]) -> Callable[[FrameLog], None]:
+    """`--record`: a session like `crew2 record` writes, driver "model": each frame the model saw and the
+    keys that went out for it (after crash prevention). Frames where nothing was sent are left out."""
+    import numpy as np
+
+    from crew2.data.session import SessionMeta
+    from crew2.record.writer import BackgroundWriter, Sample
+
+    meta = SessionMeta.for_profile(profile, fps=cfg.fps, width=size[0], height=size[1], source=cfg.source,
+                                   driver="model", jpeg_quality=90, region=None, class_names=[])
+    writer = BackgroundWriter(cfg.record, meta)
+    stack.callback(writer.close)
+
+    def add(entry: FrameLog) -> None:
+        if (entry.sent or cfg.dry_run) and entry.frame is not None:
+            keys = np.array([k in entry.pressed for k in profile.keys], np.uint8)
+            writer.submit(Sample(entry.frame, keys, entry.t), block=cfg.source == "sim")  # a game does not wait
+    return add
 
 
 def _sender(keys: list[str], display: str | None):

@@ -116,7 +116,7 @@ def record(config: RecordConfig, on_tick: Callable[[RecordStats], None] | None =
         stack.enter_context(source)
         _countdown(config.countdown, on_countdown)
         control = RecordControl()
-        hotkeys = _Hotkeys(keys, control, focused, config.discard_seconds)
+        hotkeys = Hotkeys(keys, control, focused, HOTKEYS, config.discard_seconds)
         stats = record_loop(source, keys, writer, fps=config.fps, size=(config.width, config.height),
                             max_frames=config.frames, max_seconds=config.seconds, control=control,
                             on_tick=on_tick, poll=hotkeys.poll)
@@ -154,27 +154,33 @@ def _countdown(seconds: float, show: Callable[[float], None] | None) -> None:
         time.sleep(min(0.25, left))
 
 
-class _Hotkeys:
-    """Edge-triggered hotkeys read from the same key state as the recording, plus the focus guard: while
-    the game window is not in front, recording pauses by itself."""
+class Hotkeys:
+    """Edge-triggered hotkeys (`bindings`: action -> key) read from a key reader (None: no keyboard, e.g. the
+    in-process sim), plus the focus guard: while the game window is not in front, `control` is paused.
+    Actions: pause (toggles), stop, discard (recording: drop the last `discard` seconds)."""
 
-    def __init__(self, keys: X11Keys, control: RecordControl, focused: Callable[[], bool], discard: float):
-        self.keys, self.control, self.focused, self.discard = keys, control, focused, discard
-        self.was_down = {name: False for name in HOTKEYS}
+    def __init__(self, keys: X11Keys | None, control, focused: Callable[[], bool], bindings: dict[str, str],
+                 discard: float = 0.0):
+        self.keys, self.control, self.focused, self.bindings, self.discard = keys, control, focused, bindings, discard
+        self.was_down = {name: False for name in bindings}
         self.user_paused = False
 
+    def toggle_pause(self) -> None:
+        self.user_paused = not self.user_paused
+
     def poll(self) -> None:
-        self.keys.read()
-        for name, key in HOTKEYS.items():
-            down = self.keys.down(key)
-            if down and not self.was_down[name]:
-                if name == "stop":
-                    self.control.stop.set()
-                elif name == "pause":
-                    self.user_paused = not self.user_paused
-                elif name == "discard":
-                    self.control.discard_seconds = self.discard
-            self.was_down[name] = down
+        if self.keys is not None:
+            self.keys.read()
+            for name, key in self.bindings.items():
+                down = self.keys.down(key)
+                if down and not self.was_down[name]:
+                    if name == "stop":
+                        self.control.stop.set()
+                    elif name == "pause":
+                        self.toggle_pause()
+                    elif name == "discard":
+                        self.control.discard_seconds = self.discard
+                self.was_down[name] = down
         if self.user_paused or not self.focused():
             self.control.paused.set()
         else:

@@ -1,0 +1,104 @@
+"""What the driver sees, drawn: the frame with the network's boxes, the ego corridor of the crash-prevention
+rules, each key's probability against its threshold, and the rules that fired. `draw` is pure (frame and
+one FrameLog in, a BGR image out) so the same picture goes to `--show`, to videos and to the README."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from crew2.drive.fusion import Rules, in_corridor
+from crew2.drive.loop import FrameLog
+
+# BGR per obstacle class (car, truck, cone, barrier, then repeats), and the state colours.
+CLASS_COLOURS = ((255, 200, 60), (255, 120, 200), (40, 160, 255), (60, 230, 255))
+RED, GREEN, GREY, WHITE = (50, 50, 240), (80, 220, 80), (150, 150, 150), (255, 255, 255)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def draw(entry: FrameLog, keys: list[str], thresholds: list[float], class_names: list[str],
+         rules: Rules | None, scale: int = 3) -> np.ndarray:
+    """The annotated picture of one loop iteration, `scale` times the model's frame, plus a key panel."""
+    frame = entry.frame
+    if frame is None:
+        raise ValueError("this FrameLog carries no frame")
+    h, w = frame.shape[:2]
+    img = cv2.resize(np.ascontiguousarray(frame[:, :, 2::-1]), (w * scale, h * scale), interpolation=cv2.INTER_LINEAR)
+    braking = any(hit.action.startswith("release throttle, press brake") for hit in entry.hits)
+    if rules is not None:  # the corridor: a band ahead narrowing to the horizon, as in fusion.in_corridor
+        bottom, top = (rules.corridor + 0.02) * w, 0.02 * w
+        poly = np.array([[w / 2 - bottom, h], [w / 2 - top, rules.horizon * h], [w / 2 + top, rules.horizon * h],
+                         [w / 2 + bottom, h]]) * scale
+        layer = img.copy()
+        cv2.fillPoly(layer, [poly.astype(np.int32)], RED if braking else GREEN)
+        img = cv2.addWeighted(layer, 0.18, img, 0.82, 0)
+    for x1, y1, x2, y2, score, cls in entry.boxes:
+        box = np.array([x1, y1, x2, y2])
+        threat = rules is not None and score >= rules.min_score and in_corridor(box, w, h, rules)
+        colour = RED if threat else CLASS_COLOURS[int(cls) % len(CLASS_COLOURS)]
+        p1, p2 = (int(x1 * scale), int(y1 * scale)), (int(x2 * scale), int(y2 * scale))
+        cv2.rectangle(img, p1, p2, colour, 2 if threat else 1, cv2.LINE_AA)
+        name = class_names[int(cls)] if int(cls) < len(class_names) else str(int(cls))
+        _label(img, f"{name} {score:.2f}", (p1[0], max(p1[1] - 4, 12)), colour)
+    y = 18
+    for hit in entry.hits:
+        numbers = " ".join(f"{k} {v:g}" for k, v in hit.numbers.items())
+        _label(img, f"{hit.rule}: {hit.action}  {numbers}", (6, y), RED)
+        y += 18
+    if entry.closest_ttc is not None:
+        _label(img, f"closest: time to contact {entry.closest_ttc:.1f} s", (6, y), WHITE)
+    return np.vstack([img, _key_panel(img.shape[1], entry, keys, thresholds)])
+
+
+def _label(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int]) -> None:
+    cv2.putText(img, text, org, FONT, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, org, FONT, 0.45, colour, 1, cv2.LINE_AA)
+
+
+def _key_panel(width: int, entry: FrameLog, keys: list[str], thresholds: list[float]) -> np.ndarray:
+    """One bar per key: its probability, a tick at its threshold, green while pressed."""
+    panel = np.full((34, width, 3), 24, np.uint8)
+    slot = width // max(len(keys), 1)
+    for i, (key, p, thr) in enumerate(zip(keys, entry.probs, thresholds, strict=True)):
+        x0, bar = i * slot + 8, slot - 60
+        on = key in entry.pressed
+        cv2.putText(panel, key.upper(), (x0, 23), FONT, 0.6, GREEN if on else GREY, 2 if on else 1, cv2.LINE_AA)
+        left = x0 + 40
+        cv2.rectangle(panel, (left, 10), (left + bar, 24), GREY, 1)
+        cv2.rectangle(panel, (left, 10), (left + int(bar * float(np.clip(p, 0, 1))), 24), GREEN if on else GREY, -1)
+        tick = left + int(bar * thr)
+        cv2.line(panel, (tick, 6), (tick, 28), WHITE, 1)
+    if not entry.sent:
+        _label(panel, "not sending", (width - 110, 23), RED)
+    return panel
+
+
+class ShowWindow:
+    """`--show`: an OpenCV window with `draw`'s picture, refreshed at most `max_hz`; Space toggles pause and
+    Esc or Q stops, through the callbacks."""
+
+    TITLE = "crew2 drive"
+
+    def __init__(self, keys: list[str], thresholds: list[float], class_names: list[str], rules: Rules | None,
+                 on_pause: Callable[[], None], on_stop: Callable[[], None], max_hz: float = 30.0):
+        self.keys, self.thresholds, self.class_names, self.rules = keys, thresholds, class_names, rules
+        self.on_pause, self.on_stop = on_pause, on_stop
+        self.period, self.last = 1.0 / max_hz, -np.inf
+        cv2.namedWindow(self.TITLE, cv2.WINDOW_AUTOSIZE)
+
+    def __call__(self, entry: FrameLog, now: float) -> None:
+        if now - self.last < self.period or entry.frame is None:
+            return
+        self.last = now
+        cv2.imshow(self.TITLE, draw(entry, self.keys, self.thresholds, self.class_names, self.rules))
+        key = cv2.waitKey(1) & 0xFF
+        if key == ord(" "):
+            self.on_pause()
+        elif key in (27, ord("q")):
+            self.on_stop()
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.TITLE)
+        cv2.waitKey(1)

@@ -1,0 +1,95 @@
+"""crew2 drive put together: --record, the --show overlay, and the closed-loop evaluation against the autopilot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crew2.data.session import Session
+from crew2.drive.evaluate import compare, parse_seeds, summary
+from crew2.drive.fusion import Hit, Rules
+from crew2.drive.loop import FrameLog
+from crew2.drive.overlay import CLASS_COLOURS, GREEN, RED, draw
+from crew2.drive.run import DriveConfig, drive
+from crew2.errors import Crew2Error
+from crew2.model.engine import Prediction
+from crew2.sim.world import SimConfig
+from tests.drive_helpers import INFO, ScriptedEngine
+
+SIM = SimConfig(width=64, height=36, traffic=0, obstacles=0, track_km=2.0, max_seconds=4.0)
+
+
+class WallAheadEngine(ScriptedEngine):
+    """Says "throttle" and sees a close car straight ahead in every frame."""
+
+    def __call__(self, frames: np.ndarray) -> list[Prediction]:
+        box = np.array([[22, 12, 42, 30, 0.9, 0]], np.float32)  # half the frame high, in the middle
+        return [Prediction(np.array([0.9, 0.1, 0.1, 0.1]), box)]
+
+
+def test_record_while_driving_stores_what_the_model_saw_and_sent(tmp_path):
+    log, session = tmp_path / "run.jsonl", tmp_path / "driven.h5"
+    cfg = DriveConfig(weights=Path("scripted"), source="sim", sim=SIM, countdown=0, seconds=2.0, log=log,
+                      record=session)
+    result = drive(cfg, engine=ScriptedEngine())
+    frames = [json.loads(line) for line in log.read_text().splitlines()]
+    s = Session(session)
+    assert s.meta.driver == "model" and s.meta.keys == INFO.keys
+    assert len(s) == result.stats.steps == len(frames) == 40
+    pressed = [{k for k, on in zip(s.meta.keys, row, strict=True) if on} for row in s.keys()]  # noqa: SIM118 (a Session, not a dict)
+    assert pressed == [set(f["pressed"]) for f in frames] and pressed[5] == {"w", "d"}
+    assert s.frame(0).shape == (36, 64, 3) and s.frame(0).std() > 10, "a picture of the road, not a blank"
+    assert np.allclose(np.diff(s.times()), 1 / 20)
+
+
+def test_closed_loop_eval_tells_drivers_apart():
+    seeds = parse_seeds("7", 1)
+    results = compare(ScriptedEngine(), Path("scripted"), seeds, SIM)  # W and D held: off the road to the right
+    assert set(results) == {"autopilot", "model", "model + fusion"}
+    means = summary(results)
+    assert means["autopilot"]["distance_vs_autopilot"] == 1.0 and means["autopilot"]["offroad_s"] == 0
+    assert means["model"]["offroad_s"] > 0.5, "holding D runs the car off the road"
+    assert all(r["seed"] == 7 and r["time_s"] == pytest.approx(4.0, abs=0.06) for rs in results.values() for r in rs)
+
+
+def test_fusion_changes_the_closed_loop_when_it_brakes():
+    results = compare(WallAheadEngine(), Path("scripted"), [3], SIM)
+    means = summary(results)
+    assert means["model"]["distance_m"] > 30, "without fusion the model holds the throttle"
+    assert means["model + fusion"]["distance_m"] < 0.2 * means["model"]["distance_m"], "with fusion it brakes"
+
+
+def test_parse_seeds():
+    assert parse_seeds("1000", 3) == [1000, 1001, 1002]
+    assert parse_seeds("5-8", 99) == [5, 6, 7, 8]
+    assert parse_seeds("3,1,4", 1) == [3, 1, 4]
+    for bad in ("x", "8-5", "1,,2"):
+        with pytest.raises(Crew2Error, match="--seeds"):
+            parse_seeds(bad, 2)
+
+
+def near(pixel: np.ndarray, colour: tuple[int, int, int]) -> bool:  # lines are anti-aliased
+    return bool(np.abs(pixel.astype(int) - colour).max() < 40)
+
+
+def test_overlay_draws_boxes_corridor_keys_and_rules():
+    frame = np.full((36, 64, 3), 90, np.uint8)
+    boxes = [[24, 14, 40, 30, 0.9, 0], [1, 20, 9, 26, 0.8, 2]]  # a car straight ahead, a cone on the left edge
+    entry = FrameLog(1, 0.05, {}, [0.9, 0.1, 0.7, 0.2], ["s"], [Hit("brake_for_obstacle", "release throttle, "
+                     "press brake", {"ttc_s": 0.8})], 2, 0.8, True, False, boxes, frame)
+    img = draw(entry, INFO.keys, INFO.thresholds, INFO.class_names, Rules(), scale=3)
+    assert img.shape == (36 * 3 + 34, 64 * 3, 3) and img.dtype == np.uint8
+    assert tuple(img[30 * 3, 32 * 3 - 10]) != (90, 90, 90), "the corridor is tinted"
+    assert img[100, 96, 2] > img[100, 96, 1], "braking tints the corridor red"
+    assert near(img[20 * 3 + 5, 24 * 3], RED), "the threat's box is red"
+    assert near(img[23 * 3, 1 * 3], CLASS_COLOURS[2]), "the cone beside the corridor has its class colour"
+    panel = img[36 * 3:]
+    s_slot = panel[:, 2 * (64 * 3 // 4):3 * (64 * 3 // 4)]
+    assert (s_slot == GREEN).all(axis=2).any(), "the pressed key's bar is green"
+    w_slot = panel[:, : 64 * 3 // 4]
+    assert not (w_slot == GREEN).all(axis=2).any(), "W is not pressed (fusion braked): grey"
+    with pytest.raises(ValueError):
+        draw(FrameLog(1, 0, {}, [0] * 4, [], [], 0, None, True, False), INFO.keys, INFO.thresholds, [], None)
