@@ -164,7 +164,7 @@ def bench(
 def bench_all(json_out: Path | None) -> None:
     import tempfile
 
-    from crew2.bench import bench_data, bench_model, bench_sim, machine, one_core
+    from crew2.bench import bench_data, bench_loop, bench_model, bench_sim, machine, one_core
 
     with out.status("benchmarking the simulator…"), one_core() as pinned:
         sim = bench_sim(sim_config(256, 144, 3, 1.0, 1.0, 5.0, False), seconds=5.0, seeds=5)
@@ -172,10 +172,14 @@ def bench_all(json_out: Path | None) -> None:
         data = bench_data(Path(tmp))
     with tempfile.TemporaryDirectory() as tmp, out.status("benchmarking the model…"):
         model = bench_model(Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp, out.status("benchmarking the drive loop…"):
+        loop = bench_loop(Path(tmp))
     print_results("crew2 bench", {**{f"sim.{k}": v for k, v in sim.items()},
                                   **{f"data.{k}": v for k, v in data.items()},
-                                  **{f"model.{k}": v for k, v in model.items()}})
-    write_json(json_out, {"machine": machine(), "sim_one_core": pinned, "sim": sim, "data": data, "model": model})
+                                  **{f"model.{k}": v for k, v in model.items()},
+                                  **{f"loop.{k}": v for k, v in loop.items()}})
+    write_json(json_out, {"machine": machine(), "sim_one_core": pinned, "sim": sim, "data": data, "model": model,
+                          "loop": loop})
 
 
 def print_results(title: str, results: dict[str, Any]) -> None:
@@ -225,6 +229,29 @@ def bench_model_cmd(
         result = bench_model(Path(tmp), weights, runs)
     print_results("crew2 bench model", result)
     write_json(json_out, {"machine": machine(), "model": result})
+
+
+@bench_app.command("loop")
+@user_errors
+def bench_loop_cmd(
+    weights: Annotated[Path | None, typer.Option(help="A checkpoint or ONNX file (default: the shipped model).")]
+    = None,
+    seconds: Annotated[float, typer.Option(help="Driving time per model.")] = 10.0,
+    fps: Annotated[float, typer.Option(help="Control rate.")] = 30.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results here.")] = None,
+) -> None:
+    """End-to-end latency of crew2 drive on a real window (screen grab -> keys sent through XTest), per stage,
+    next to the seed-style DenseNet121 in the same run. Starts Xvfb when there is no display."""
+    import tempfile
+
+    from crew2.bench import bench_loop, machine
+
+    if seconds <= 0:
+        raise Crew2Error("--seconds must be positive")
+    with tempfile.TemporaryDirectory() as tmp, out.status("benchmarking the drive loop…"):
+        result = bench_loop(Path(tmp), weights, seconds=seconds, fps=fps)
+    print_results("crew2 bench loop", result)
+    write_json(json_out, {"machine": machine(), "loop": result})
 
 
 @bench_app.command("data")

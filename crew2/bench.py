@@ -246,18 +246,10 @@ def bench_model(workdir: Path, weights: Path | None = None, runs: int = 300, thr
     import torch
     import torchvision
 
-    from crew2.keys import default_profile
-    from crew2.model import checkpoint
     from crew2.model.engine import export_onnx, load_engine
-    from crew2.model.net import MultiTaskNet
-    from crew2.sim.world import CLASSES
 
     torch.set_num_threads(threads)
-    if weights is None:  # an untrained default model: the same graph and cost as a trained one
-        net = MultiTaskNet(num_keys=4, num_classes=len(CLASSES))
-        weights = workdir / "default.pt"
-        checkpoint.save(weights, net_cfg=checkpoint.net_config(net, "t", 128), profile=default_profile(),
-                        class_names=list(CLASSES), thresholds=[0.5] * 4, model=net.state_dict(), size=(256, 144))
+    weights = weights or default_weights(workdir)
     onnx_path = export_onnx(weights, workdir / "model.onnx")
     engines = {"torch": load_engine(weights, "torch"), "onnx": load_engine(onnx_path, "onnx", threads=threads)}
     info = engines["torch"].info
@@ -274,6 +266,105 @@ def bench_model(workdir: Path, weights: Path | None = None, runs: int = 300, thr
     fastest = min(out["torch_p50_ms"], out["onnx_p50_ms"])
     out["speedup_vs_densenet121"] = round(out["densenet121_224_p50_ms"] / fastest, 1)
     out["train_samples_per_s_cpu"] = _train_throughput(info.size)
+    return out
+
+
+def default_weights(workdir: Path) -> Path:
+    """The shipped default checkpoint, or else an untrained default model (the same graph and cost)."""
+    from crew2.keys import default_profile
+    from crew2.model import checkpoint
+    from crew2.model.engine import DEFAULT_WEIGHTS
+    from crew2.model.net import MultiTaskNet
+    from crew2.sim.world import CLASSES
+
+    if DEFAULT_WEIGHTS.is_file():
+        return DEFAULT_WEIGHTS
+    net = MultiTaskNet(num_keys=4, num_classes=len(CLASSES))
+    path = workdir / "default.pt"
+    checkpoint.save(path, net_cfg=checkpoint.net_config(net, "t", 128), profile=default_profile(),
+                    class_names=list(CLASSES), thresholds=[0.5] * 4, model=net.state_dict(), size=(256, 144))
+    return path
+
+
+class DenseNetKeys:
+    """The seed project's kind of model as an engine: a DenseNet121 on 224x224 frames, keys only (no
+    obstacle head), PyTorch eager. Untrained: it is here to be timed in the same loop, not to drive."""
+
+    name = "densenet121"
+
+    def __init__(self, info):
+        import dataclasses
+
+        import torch
+        import torchvision
+
+        self.info = dataclasses.replace(info, class_names=[], size=(224, 224), frames=1)
+        self.net = torchvision.models.densenet121(weights=None, num_classes=len(info.keys)).eval()
+        self.torch = torch
+
+    def __call__(self, frames: np.ndarray) -> list:
+        from crew2.model.engine import Prediction, preprocess
+
+        with self.torch.no_grad():
+            probs = self.torch.sigmoid(self.net(self.torch.from_numpy(preprocess(frames)))).numpy()
+        return [Prediction(p, np.zeros((0, 6), np.float32)) for p in probs]
+
+
+def bench_loop(workdir: Path, weights: Path | None = None, seconds: float = 10.0, fps: float = 30.0,
+               window: tuple[int, int] = (640, 360), threads: int = 2) -> dict[str, float]:
+    """End-to-end latency of `crew2 drive` on a real window: the simulator runs in another process (as a
+    game would) in a `window`-sized window; crew2 captures it with mss, runs the model, decodes, applies
+    crash prevention and sends the keys through XTest. Per frame, from the start of the screen grab that
+    produced it to the keys sent: p50/p99 per stage and in all. The default model through ONNX Runtime,
+    then the seed-style DenseNet121 (keys only, PyTorch eager) in the same run on the same window."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from crew2 import x11
+    from crew2.drive.loop import STAGES
+    from crew2.drive.run import DriveConfig, drive
+    from crew2.model.engine import export_onnx, load_engine
+    from crew2.sim.window import WINDOW_TITLE
+
+    torch.set_num_threads(threads)
+    weights = weights or default_weights(workdir)
+    onnx_path = weights if weights.suffix == ".onnx" else export_onnx(weights, workdir / "loop.onnx")
+    crew2 = load_engine(onnx_path, "onnx", threads=threads)
+    engines = {"crew2": crew2, "densenet121": DenseNetKeys(crew2.info)}
+    out: dict[str, float] = {"loop_window": f"{window[0]}x{window[1]}", "loop_target_fps": fps}
+    with x_display() as display:
+        env = {**os.environ, "DISPLAY": display, "SDL_AUDIODRIVER": "dummy"}
+        game = subprocess.Popen([sys.executable, "-m", "cli", "sim", "--width", str(window[0]), "--height",
+                                 str(window[1]), "--seconds", str(len(engines) * (seconds + 30))], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            dpy = x11.open_display(display)
+            for _ in range(300):
+                try:
+                    x11.focus(dpy, x11.find_window(dpy, WINDOW_TITLE))
+                    break
+                except Crew2Error:
+                    time.sleep(0.1)
+            dpy.close()
+            for name, engine in engines.items():
+                logs = []
+                cfg = DriveConfig(weights=onnx_path, source="window", window=WINDOW_TITLE, display=display,
+                                  fps=fps, countdown=0, seconds=seconds, hotkeys=False)
+                stats = drive(cfg, on_frame=logs.append, engine=engine).stats
+                logs = logs[len(logs) // 10:]  # the first tenth warms up
+                for stage in (*STAGES, "total"):
+                    ms = [sum(e.ms.values()) if stage == "total" else e.ms[stage] for e in logs]
+                    p50, p99 = np.percentile(ms, [50, 99])
+                    out[f"{name}_{stage}_p50_ms"] = round(float(p50), 2)
+                    if stage in ("capture", "infer", "total"):
+                        out[f"{name}_{stage}_p99_ms"] = round(float(p99), 2)
+                out[f"{name}_fps"] = round(stats.steps / max(stats.elapsed, 1e-9), 1)
+        finally:
+            game.kill()
+            game.wait()
+    out["speedup_vs_densenet121"] = round(out["densenet121_total_p50_ms"] / out["crew2_total_p50_ms"], 1)
     return out
 
 

@@ -93,3 +93,36 @@ def test_overlay_draws_boxes_corridor_keys_and_rules():
     assert not (w_slot == GREEN).all(axis=2).any(), "W is not pressed (fusion braked): grey"
     with pytest.raises(ValueError):
         draw(FrameLog(1, 0, {}, [0] * 4, [], [], 0, None, True, False), INFO.keys, INFO.thresholds, [], None)
+
+
+def test_threaded_capture_times_its_grabs_for_a_paced_reader():
+    """Told when the next read is due, the capture thread grabs just before it: frames are fresh and each
+    read costs about one grab, where free-running at its rate they would be up to a period old."""
+    import contextlib
+    import time
+
+    from crew2.record.sources import ThreadedCapture
+
+    @contextlib.contextmanager
+    def slow_grabber():  # a 5 ms screen grab
+        def grab():
+            time.sleep(0.005)
+            return np.zeros((4, 4, 3), np.uint8)
+        yield grab
+
+    def ages(paced: bool) -> tuple[float, int, int]:
+        with ThreadedCapture(slow_grabber, "fake", max_fps=10) as capture:
+            period, next_read, found = 0.05, time.perf_counter() + 0.05, []
+            for _ in range(30):
+                time.sleep(max(0.0, next_read - time.perf_counter()))
+                capture.grab()
+                found.append(time.perf_counter() - capture.frame_started)
+                next_read += period
+                if paced:
+                    capture.expect(next_read)
+            return float(np.median(found)), capture.grabs, len(found)
+
+    paced_age, grabs, reads = ages(paced=True)
+    free_age, _, _ = ages(paced=False)
+    assert paced_age < 0.025 < free_age, (paced_age, free_age)
+    assert grabs <= 1.5 * reads + 2, "one grab per read, not a busy loop"

@@ -141,10 +141,16 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                     elif now - next_tick > period:
                         late, next_tick = True, now
                     next_tick += period
-                ms: dict[str, float] = {}
+                if poll is not None:
+                    poll()
                 t0 = clock()
                 raw = source.grab()
                 t1 = clock()
+                # A threaded capture grabbed the screen before we asked: time the frame from its grab's start,
+                # and tell it when the next read is due so that grab ends just before.
+                t0 = min(t0, getattr(source, "frame_started", None) or t0)
+                if realtime and hasattr(source, "expect"):
+                    source.expect(next_tick)
                 frame = as_frame(raw, info.size)
                 if frame is None:
                     stats.bad_frames += 1
@@ -165,8 +171,6 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                 if rules is not None:
                     by_role, hits = fuse(by_role, pred.boxes, info.class_names, info.size, fusion_state, now_s, rules)
                 want = {k: (by_role[role_of[k]] if k in role_of else bool(keys[i])) for i, k in enumerate(info.keys)}
-                if poll is not None:
-                    poll()
                 t5 = clock()
                 sent = not dry_run and focused() and not control.paused.is_set()
                 if sent:

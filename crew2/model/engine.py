@@ -21,6 +21,8 @@ from crew2.model import checkpoint
 from detection.metrics import nms
 
 ENGINES = ("auto", "torch", "onnx")
+# The default driver shipped in the repository's weights/ (its ONNX export sits next to it).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "crew2-sim-t.pt"
 
 
 @dataclass

@@ -79,8 +79,10 @@ class SimSource:
 
 
 class ThreadedCapture:
-    """Grabs in its own thread as fast as `grab_once` allows and keeps only the newest frame, so the
-    recording (or driving) loop never waits for a capture in progress and always gets the latest one."""
+    """Grabs in its own thread and keeps only the newest frame, so the recording (or driving) loop never
+    waits for a capture in progress and always gets the latest one. By default it grabs at `max_fps`; a
+    paced consumer that says when it will read next (`expect`) gets grabs timed to finish just before
+    then, so the frame it reads is fresh (about one grab old) instead of up to a capture period old."""
 
     def __init__(self, open_grabber, name: str, max_fps: float = 120.0):
         self._open, self.name = open_grabber, name
@@ -89,7 +91,12 @@ class ThreadedCapture:
         self._error: BaseException | None = None
         self._fresh = threading.Condition()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by `expect` and on stop
+        self._expected: float | None = None
+        self._served: float | None = None  # the expected read the newest grab was timed for
         self.grabs = 0
+        self.grab_seconds = 0.0  # smoothed duration of one grab
+        self._started = self.frame_started = 0.0  # perf_counter() when the grab of the newest frame began
 
     def __enter__(self) -> ThreadedCapture:
         self._thread = threading.Thread(target=self._run, name=f"crew2-capture-{self.name}", daemon=True)
@@ -106,7 +113,20 @@ class ThreadedCapture:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(5)
+
+    def expect(self, when: float) -> None:
+        """The consumer will read at perf_counter() == `when`: time the next grab to end just before."""
+        self._expected = when
+        self._wake.set()
+
+    def _next_start(self, last_start: float) -> float:
+        """When to begin the next grab: early enough to end before the expected read, else at the rate."""
+        expected = self._expected
+        if expected is not None and expected != self._served:
+            return expected - 1.5 * self.grab_seconds - 0.001
+        return last_start + self.period
 
     def _run(self) -> None:
         try:
@@ -114,11 +134,19 @@ class ThreadedCapture:
                 while not self._stop.is_set():
                     started = time.perf_counter()
                     frame = grab_once()
+                    took = time.perf_counter() - started
                     with self._fresh:
-                        self._frame = frame
+                        self._frame, self._started = frame, started
                         self.grabs += 1
                         self._fresh.notify_all()
-                    self._stop.wait(max(0.0, self.period - (time.perf_counter() - started)))
+                    self.grab_seconds = took if self.grabs == 1 else 0.8 * self.grab_seconds + 0.2 * took
+                    expected = self._expected
+                    if expected is not None and expected - time.perf_counter() < 2 * self.grab_seconds + 0.002:
+                        self._served = expected  # this grab is the one for that read: wait for the next word
+                    self._wake.clear()
+                    while (wait := self._next_start(started) - time.perf_counter()) > 0 and not self._stop.is_set():
+                        if self._wake.wait(wait):
+                            self._wake.clear()
         except BaseException as e:
             with self._fresh:
                 self._error = e
@@ -128,6 +156,7 @@ class ThreadedCapture:
         with self._fresh:
             if self._error is not None:
                 raise Crew2Error(f"{self.name}: capture failed: {self._error}") from self._error
+            self.frame_started = self._started
             return self._frame
 
 
