@@ -129,25 +129,49 @@ def sim(
 def demo(
     episodes: Annotated[int, typer.Option(help="Episodes to drive.")] = 3,
     seed: Seed = 1000,
-    track_km: TrackKm = 2.0,
-    show: Annotated[bool, typer.Option(help="Watch it in a window.")] = False,
+    seconds: Annotated[float, typer.Option(help="Length of each episode, s.")] = 60.0,
+    show: Annotated[bool, typer.Option(help="Watch it in a window, in real time, with the model's overlays.")]
+    = False,
+    weights: Annotated[Path | None, typer.Option(help="Another model (default: the one shipped in weights/).")]
+    = None,
+    fusion: Annotated[bool, typer.Option(help="Crash prevention on (--no-fusion to compare without).")] = True,
+    mp4: Annotated[Path | None, typer.Option(help="A video of the first episode with the model's overlays.")]
+    = None,
 ) -> None:
-    """Drive the built-in simulator and print a summary: the main job on the embedded default.
+    """The shipped driver plays the built-in simulator on held-out seeds, with live telemetry; then a summary
+    next to the expert autopilot on the same seeds. Headless (and faster than real time) unless --show."""
+    from crew2.drive.run import DriveConfig
+    from crew2.model.engine import DEFAULT_WEIGHTS, load_engine
+    from crew2.sim.episodes import mean_summary, run_autopilot
+    from crew2.sim.world import SimConfig
 
-    Until a trained driver ships in weights/, the simulator's expert autopilot drives."""
-    if episodes < 1:
-        raise Crew2Error(f"--episodes must be 1 or more, not {episodes}")
-    config = sim_config(256 if not show else 640, 144 if not show else 360, 3, 1.0, 1.0, track_km, False)
-    if show:
-        from crew2.sim.window import WindowOptions, play
-
-        results = play(config, WindowOptions(seed=seed, autopilot=True, episodes=episodes))
-    else:
-        from crew2.sim.episodes import run_autopilot
-
-        with out.status("driving the simulator headless…"):
-            results = run_autopilot(config, range(seed, seed + episodes))
-    print_episodes(results, f"crew2 demo: autopilot on {episodes} held-out seeds")
+    if episodes < 1 or seconds <= 0:
+        raise Crew2Error("--episodes must be 1 or more and --seconds positive")
+    weights = weights or DEFAULT_WEIGHTS.with_suffix(".onnx")
+    if not weights.is_file():
+        raise Crew2Error(f"{weights}: no such model (the default driver ships in the repository's weights/; "
+                         "run crew2 from a clone, or give --weights)")
+    model = load_engine(weights, threads=1)
+    w, h = model.info.size
+    sim = SimConfig(width=w, height=h, track_km=5.0, max_seconds=seconds)
+    seeds = list(range(seed, seed + episodes))
+    results = []
+    for i, s in enumerate(seeds):
+        config = DriveConfig(weights=weights, source="sim", fps=sim.fps, fusion=fusion, countdown=0, seed=s, sim=sim,
+                             show=show, mp4=mp4 if i == 0 else None)
+        result = drive_live(config, model, title=f"crew2 demo: episode {i + 1}/{episodes}, seed {s}")
+        results.append({"seed": s, **result.sim})
+        if result.stats.steps < sim.fps * seconds - 1:
+            break  # stopped from the window (Esc) or by Ctrl+C
+    print_episodes(results, f"crew2 demo: {weights.name} on held-out seeds" + ("" if fusion else ", no fusion"))
+    with out.status("the autopilot on the same seeds…"):
+        expert = mean_summary(run_autopilot(sim, [r["seed"] for r in results]))
+    mine = mean_summary(results)
+    out.print(f"the expert autopilot on the same seeds: {expert['distance_m']:g} m per episode, "
+              f"{expert['avg_speed_kmh']:g} km/h, {expert['collisions_per_km']:g} collisions/km; the model drove "
+              f"{100 * mine['distance_m'] / max(expert['distance_m'], 1e-9):.0f}% of its distance", soft_wrap=True)
+    if mp4 is not None:
+        out.print(f"wrote {mp4}")
 
 
 @bench_app.callback()
@@ -545,7 +569,7 @@ def eval_(
     crash prevention, next to the expert autopilot on the same seeds."""
     from crew2.model.engine import load_engine
 
-    model = load_engine(weights, engine)
+    model = load_engine(weights, engine, threads=1 if drive else None)  # one thread: see crew2 drive --threads
     if drive:
         return eval_drive(model, weights, seeds, episodes, seconds, track_km, rules, json_out)
     if not sessions:
@@ -641,6 +665,8 @@ def drive(
     show: Annotated[bool, typer.Option(help="A debug window: boxes, corridor and keys on the frame.")] = False,
     record: Annotated[Path | None, typer.Option(help="Also store the session here (.h5), marked as the model's.")]
     = None,
+    mp4: Annotated[Path | None, typer.Option(help="Write what --show shows to this video.")] = None,
+    threads: Annotated[int, typer.Option(help="Inference threads (1 leaves the other cores to the game).")] = 1,
     seed: Seed = 0,
 ) -> None:
     """Drive a game: capture, run the network, apply crash prevention, send keys, show live telemetry.
@@ -648,37 +674,47 @@ def drive(
     Hotkeys: F9 pause/resume (every key released while paused), F10 stop; Ctrl+C stops too. In the --show
     window, Space pauses and Esc stops. Every key crew2 pressed is released when it stops (Ctrl+C, SIGTERM,
     an error, a stalled loop), and no key is sent while the game window is not in front."""
-    from rich.live import Live
-
     from crew2.drive.run import DriveConfig
-    from crew2.drive.run import drive as run_drive
-    from crew2.drive.telemetry import Aggregator, render
     from crew2.model.engine import load_engine
     from crew2.record.run import parse_region
 
     config = DriveConfig(weights=weights, source=source, window=window,
                          region=parse_region(region) if region else None, engine=engine, fps=fps, fusion=fusion,
                          rules=rules, dry_run=dry_run, countdown=countdown, seconds=seconds, log=log, seed=seed,
-                         show=show, record=record)
-    model = load_engine(weights, engine)  # loaded once: fails early and clearly on a bad model file
-    telemetry = Aggregator(model.info.keys, model.info.thresholds, fps)
+                         show=show, record=record, mp4=mp4)
+    model = load_engine(weights, engine, threads=threads)  # loaded once: fails early on a bad model file
+    result = drive_live(config, model)
+    s = result.stats
+    out.print(f"drove {s.steps} frames in {s.elapsed:.1f} s ({s.steps / max(s.elapsed, 1e-9):.1f} fps), {s.late} late, "
+              f"{s.bad_frames} bad frames, {s.watchdog_releases} watchdog releases; all keys released", soft_wrap=True)
+    if result.sim is not None:
+        out.print(", ".join(f"{k} {v}" for k, v in result.sim.items()), soft_wrap=True)
+    for path in (record, mp4):
+        if path is not None:
+            out.print(f"wrote {path}")
+
+
+def drive_live(config, model, title: str = ""):
+    """crew2's drive loop under a rich Live telemetry panel refreshed at most 10 times a second."""
+    from rich.console import Group
+    from rich.live import Live
+
+    from crew2.drive.run import drive as run_drive
+    from crew2.drive.telemetry import Aggregator, render
+
+    telemetry = Aggregator(model.info.keys, model.info.thresholds, config.fps)
     live = Live(console=out, refresh_per_second=10, transient=True)
     shown = [0.0]
 
     def on_frame(entry) -> None:
         telemetry.add(entry)
         if time.monotonic() - shown[0] > 0.1 and (snap := telemetry.snapshot()) is not None:
-            live.update(render(snap))
+            live.update(Group(title, render(snap)) if title else render(snap))
             shown[0] = time.monotonic()
 
     with live:
-        result = run_drive(config, on_frame=on_frame, engine=model,
-                           on_countdown=lambda left: live.update(f"driving starts in {left:.0f} s: switch to the game"))
-    s = result.stats
-    out.print(f"drove {s.steps} frames in {s.elapsed:.1f} s ({s.steps / max(s.elapsed, 1e-9):.1f} fps), {s.late} late, "
-              f"{s.bad_frames} bad frames, {s.watchdog_releases} watchdog releases; all keys released", soft_wrap=True)
-    if result.sim is not None:
-        out.print(", ".join(f"{k} {v}" for k, v in result.sim.items()), soft_wrap=True)
+        return run_drive(config, on_frame=on_frame, engine=model,
+                         on_countdown=lambda left: live.update(f"driving starts in {left:.0f} s: switch to the game"))
 
 
 @data_app.command("info")

@@ -42,6 +42,7 @@ class DriveConfig:
     sim: SimConfig | None = None
     show: bool = False  # the debug window; the sim then runs in real time
     record: Path | None = None  # also store the session (frames and the keys sent), driver "model"
+    mp4: Path | None = None  # a video of what --show shows
     hotkeys: bool = True  # F9 pause/resume, F10 stop (window and screen sources)
 
     def __post_init__(self) -> None:
@@ -106,6 +107,8 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
         hotkeys = Hotkeys(keys, control, lambda: True, HOTKEYS)  # the loop itself guards focus
         if cfg.record is not None:
             hooks.append(_recorder(stack, cfg, profile, info.size))
+        if cfg.mp4 is not None:
+            hooks.append(_video(stack, cfg.mp4, cfg.fps, info, rules))
         if cfg.show:
             from crew2.drive.overlay import ShowWindow
 
@@ -123,6 +126,28 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
                            realtime=realtime, focused=focused, dry_run=cfg.dry_run, control=control,
                            on_frame=lambda entry: [hook(entry) for hook in hooks], poll=hotkeys.poll)
         return DriveResult(stats, source.metrics if cfg.source == "sim" else None)
+
+
+def _video(stack: contextlib.ExitStack, path: Path, fps: float, info,
+           rules: Rules | None) -> Callable[[FrameLog], None]:
+    """`--mp4`: every frame with the overlays of `--show` (boxes, corridor, keys, rules), at the control rate."""
+    import cv2
+
+    from crew2.drive.overlay import draw
+
+    writer: list[cv2.VideoWriter] = []
+    stack.callback(lambda: writer and writer[0].release())
+
+    def add(entry: FrameLog) -> None:
+        if entry.frame is None:
+            return
+        img = draw(entry, info.keys, info.thresholds, info.class_names, rules)
+        if not writer:
+            writer.append(cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, img.shape[1::-1]))
+            if not writer[0].isOpened():
+                raise Crew2Error(f"{path}: cannot write a video there")
+        writer[0].write(img)
+    return add
 
 
 def _recorder(stack: contextlib.ExitStack, cfg: DriveConfig, profile: KeyProfile,
