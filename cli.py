@@ -630,12 +630,19 @@ def eval_drive(model, weights: Path, seeds_text: str, episodes: int, seconds: fl
 def export(
     weights: Annotated[Path, typer.Argument(help="The checkpoint (.pt) to export.")],
     out_path: Annotated[Path | None, typer.Option("--out", help="The ONNX file (default: next to it).")] = None,
+    slim: Annotated[Path | None, typer.Option(help="Also write an inference-only copy of the checkpoint here.")]
+    = None,
 ) -> None:
     """Export a checkpoint to ONNX (both heads, decoded boxes) and check it against PyTorch."""
     import numpy as np
 
+    from crew2.model import checkpoint
     from crew2.model.engine import export_onnx, load_engine
 
+    if slim is not None:
+        checkpoint.slim(weights, slim)
+        out.print(f"wrote {slim} ({slim.stat().st_size / 1e6:.1f} MB, weights and model card only)")
+        weights = slim
     out_path = out_path or weights.with_suffix(".onnx")
     export_onnx(weights, out_path)
     torch_engine, onnx_engine = load_engine(weights, "torch"), load_engine(out_path, "onnx")

@@ -131,3 +131,19 @@ def test_export_and_eval_commands(model, tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "eval", str(tmp_path / "x.onnx"),
                              str(tmp_path / "nothing")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no such file or folder" in result.stderr
+
+
+def test_slim_checkpoint_keeps_what_inference_needs(model, tmp_path):
+    pt, _ = model
+    full = torch.load(pt, weights_only=True)
+    full.update(optimizer={"state": {}, "lr": torch.zeros(1000)}, rng=torch.zeros(16),
+                raw_model={k: v.clone() for k, v in full["model"].items()})
+    torch.save(full, tmp_path / "full.pt")
+    slim = checkpoint.slim(tmp_path / "full.pt", tmp_path / "slim.pt")
+    kept = torch.load(slim, weights_only=True)
+    assert not {"optimizer", "raw_model", "rng"} & set(kept)
+    assert all(torch.equal(kept["model"][k], v) for k, v in full["model"].items())
+    assert slim.stat().st_size < (tmp_path / "full.pt").stat().st_size
+    frames = sim_inputs(2)
+    for a, b in zip(load_engine(pt)(frames), load_engine(slim)(frames), strict=True):
+        np.testing.assert_array_equal(a.key_probs, b.key_probs)

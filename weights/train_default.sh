@@ -33,6 +33,8 @@ val: [$(ls "$data"/sim-2??.h5 | paste -sd, -)]
 YAML
 $crew2 train --split "$data/split.yaml" --out "$run" --epochs "${EPOCHS:-5}" --batch 32 --scale t
 
-# 4. Ship: the best checkpoint and its ONNX export.
-cp "$run/best.pt" weights/crew2-sim-t.pt
-$crew2 export weights/crew2-sim-t.pt --out weights/crew2-sim-t.onnx
+# 4. Ship: the best checkpoint, inference-only, and its ONNX export (checked against PyTorch).
+$crew2 export "$run/best.pt" --slim weights/crew2-sim-t.pt --out weights/crew2-sim-t.onnx
+
+# 5. Judge it in closed loop on 20 held-out seeds, against the autopilot, with and without crash prevention.
+$crew2 eval weights/crew2-sim-t.onnx --drive --episodes 20 --seeds 1000 --json "$run/closed-loop.json"

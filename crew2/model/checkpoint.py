@@ -32,6 +32,20 @@ def save(path: Path, *, net_cfg: dict, profile: KeyProfile, class_names: list[st
     tmp.replace(path)
 
 
+# What a model needs to drive and to describe itself; the rest (optimizer, raw weights, RNG) only resumes training.
+INFERENCE = (*REQUIRED, "size", "epoch", "step", "metrics", "confusion", "history", "train_config")
+
+
+def slim(src: str | Path, dst: str | Path) -> Path:
+    """Copy a checkpoint keeping only what inference and the model card need (the EMA weights in `model`)."""
+    ckpt = load(src)
+    dst = Path(dst)
+    tmp = dst.with_suffix(dst.suffix + ".tmp")
+    torch.save({k: v for k, v in ckpt.items() if k in INFERENCE}, tmp)
+    tmp.replace(dst)
+    return dst
+
+
 def load(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint; any problem is one clear Crew2Error naming the file."""
     path = Path(path)

@@ -1,0 +1,72 @@
+"""The default driver shipped in weights/: it loads safely, its ONNX export agrees with it, it drives, and
+`crew2 demo` runs end to end with it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crew2.drive.run import DriveConfig, drive
+from crew2.keys import default_profile
+from crew2.model.engine import DEFAULT_WEIGHTS, load_engine
+from crew2.sim.episodes import run_autopilot
+from crew2.sim.render import Appearance, Renderer
+from crew2.sim.world import CLASSES, SimConfig, World
+
+ROOT = Path(__file__).resolve().parents[1]
+ONNX = DEFAULT_WEIGHTS.with_suffix(".onnx")
+
+
+def test_the_shipped_checkpoint_loads_with_weights_only_and_is_small():
+    ckpt = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=True)
+    assert ckpt["keys"] == list(default_profile().keys) and ckpt["class_names"] == list(CLASSES)
+    assert all(0 < t < 1 for t in ckpt["thresholds"]), "thresholds calibrated on validation data"
+    assert (DEFAULT_WEIGHTS.stat().st_size + ONNX.stat().st_size) / 1e6 < 20
+
+
+def sim_frames(n: int, seed: int = 1003) -> np.ndarray:
+    """Frames of a held-out episode with traffic ahead, rendered like the driver sees them."""
+    world = World(SimConfig(traffic=2.0), seed)
+    renderer = Renderer(256, 144, Appearance(), 3, seed)
+    frames = []
+    for step in range(40 * n):
+        world.step(True, False, False, False)
+        if step % 40 == 39:
+            frames.append(renderer.render(world).image)
+    return np.stack(frames)
+
+
+def test_onnx_and_checkpoint_agree():
+    torch_engine, onnx_engine = load_engine(DEFAULT_WEIGHTS, "torch"), load_engine(ONNX, "onnx")
+    assert torch_engine.info == onnx_engine.info
+    frames = sim_frames(4)
+    boxes = 0
+    for a, b in zip(torch_engine(frames), onnx_engine(frames), strict=True):
+        np.testing.assert_allclose(a.key_probs, b.key_probs, atol=1e-4)
+        assert len(a.boxes) == len(b.boxes)
+        if len(a.boxes):
+            np.testing.assert_allclose(a.boxes[:, :5], b.boxes[:, :5], atol=0.05)
+            np.testing.assert_array_equal(a.boxes[:, 5], b.boxes[:, 5])
+        boxes += len(a.boxes)
+    assert boxes > 0, "the obstacle head sees the traffic"
+
+
+def test_the_shipped_model_drives_a_short_episode():
+    sim = SimConfig(track_km=2.0, max_seconds=15.0)
+    result = drive(DriveConfig(weights=DEFAULT_WEIGHTS, source="sim", sim=sim, countdown=0, seed=1001),
+                   engine=load_engine(ONNX, threads=1))
+    expert = run_autopilot(sim, [1001])[0]
+    assert result.sim["distance_m"] > 0.7 * expert["distance_m"], (result.sim, expert)
+    assert result.sim["offroad_s"] < 3
+
+
+def test_demo_end_to_end_in_a_short_mode():
+    run = subprocess.run([sys.executable, str(ROOT / "cli.py"), "demo", "--episodes", "1", "--seconds", "5"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "crew2-sim-t.onnx on held-out seeds" in run.stdout and "mean" in run.stdout
+    assert "the expert autopilot on the same seeds" in run.stdout
