@@ -86,11 +86,14 @@ def test_steady_car_ahead_and_cars_beside_are_left_alone():
     beside = [[det(2, 60, 40, 90)] for _ in range(8)]  # in the next lane, left edge: outside the corridor
     assert run(beside)[-1] == (DRIVING, [])
     assert not in_corridor(np.array([2, 60, 40, 90]), W, H, Rules())
+    passing = [[det(0, 70, 90, 140)] for _ in range(8)]  # tall, its edge across the middle, its centre not
+    assert run(passing)[-1] == (DRIVING, [])
 
 
 def test_close_obstacle_brakes_even_without_growth_and_steers_to_the_free_side():
     ahead = [[det(110, 80, 150, 125, cls=3), det(20, 80, 60, 125)] for _ in range(3)]  # car on the left: go right
-    keys, hits = run(ahead)[-1]
+    assert {h.rule for h in run(ahead)[-1][1]} == {"brake_for_obstacle"}, "steering around is off by default"
+    keys, hits = run(ahead, rules=Rules(steer_around=True))[-1]
     assert keys["brake"] and keys["right"] and not keys["left"]
     assert {h.rule for h in hits} == {"brake_for_obstacle", "steer_to_free_side"}
 

@@ -21,14 +21,16 @@ DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 
 @dataclass(frozen=True)
 class Rules:
-    corridor: float = 0.22
+    corridor: float = 0.30
+    steer_around: bool = False
     horizon: float = 0.42
     close_height: float = 0.25
+    min_height: float = 0.05
+    ttc_window: float = 0.4
     min_score: float = 0.35
     ttc_brake: float = 1.2
     ttc_lift: float = 2.5
     hold: float = 0.4
-    steer_around: bool = True
     classes: tuple[str, ...] = ("car", "truck", "cone", "barrier")
 
     @staticmethod
@@ -59,8 +61,9 @@ class Hit:
 class Track:
     box: np.ndarray  # (4,) x1, y1, x2, y2
     height: float  # box height at `t`, px (raw: a smoothed height lags and overstates the growth)
-    growth: float  # smoothed d(height)/dt, px/s
+    growth: float  # d(height)/dt over the last `ttc_window` s, px/s (0 until the track is 3 frames old)
     t: float
+    history: list[tuple[float, float]] = field(default_factory=list)  # (t, height) within the window
 
 
 @dataclass
@@ -77,28 +80,35 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
 
 
-def update_tracks(state: FusionState, boxes: np.ndarray, now: float) -> list[Track]:
-    """Match this frame's boxes to the previous tracks by IoU; return one track per box, same order."""
+def update_tracks(state: FusionState, boxes: np.ndarray, now: float, window: float = 0.4) -> list[Track]:
+    """Match this frame's boxes to the previous tracks by IoU; return one track per box, same order. Growth
+    is measured across the track's last `window` seconds, not frame to frame: a box a few pixels high
+    jitters by a pixel, which frame to frame reads as a collision a second away."""
     tracks = []
     for box in boxes:
         h = float(box[3] - box[1])
         best = max(state.tracks, key=lambda tr: _iou(tr.box, box), default=None)
         if best is not None and _iou(best.box, box) > 0.2 and now > best.t:
-            growth = (h - best.height) / (now - best.t)
-            tracks.append(Track(box[:4].copy(), h, 0.5 * best.growth + 0.5 * growth, now))
+            history = [(t, hh) for t, hh in best.history if now - t <= window + 1e-9] + [(now, h)]
+            t0, h0 = history[0]
+            growth = (h - h0) / (now - t0) if len(history) >= 3 else 0.0
+            tracks.append(Track(box[:4].copy(), h, growth, now, history))
         else:
-            tracks.append(Track(box[:4].copy(), h, 0.0, now))
+            tracks.append(Track(box[:4].copy(), h, 0.0, now, [(now, h)]))
     state.tracks = tracks
     return tracks
 
 
 def in_corridor(box: np.ndarray, width: int, height: int, rules: Rules) -> bool:
-    """Does the box overlap the ego corridor, which narrows from `corridor` at the bottom to a point at the
-    horizon, at the height of the box's bottom edge?"""
+    """Is the obstacle ahead of us: the middle of its bottom edge inside the ego corridor, a band that
+    narrows from `corridor` (either side of the centre) at the bottom of the frame to a point at the horizon?
+    On flat ground that band has a constant width on the road, like the sum of two cars' half-widths: a car
+    whose centre is inside it is on a collision course; one in the next lane is not, however close and tall
+    (testing the box's overlap instead braked for every car being passed)."""
     y = min(float(box[3]), height) / height
     depth = max(0.0, (y - rules.horizon) / (1 - rules.horizon))  # 0 at the horizon, 1 at the bottom
     half = rules.corridor * depth * width + 0.02 * width
-    return float(box[0]) < width / 2 + half and float(box[2]) > width / 2 - half
+    return abs((float(box[0]) + float(box[2])) / 2 - width / 2) < half
 
 
 def fuse(roles: dict[str, bool], detections: np.ndarray, class_names: list[str], size: tuple[int, int],
@@ -108,15 +118,16 @@ def fuse(roles: dict[str, bool], detections: np.ndarray, class_names: list[str],
     keep = [i for i, d in enumerate(detections) if d[4] >= rules.min_score
             and int(d[5]) < len(class_names) and class_names[int(d[5])] in rules.classes]
     boxes = detections[keep] if len(keep) else np.zeros((0, 6), np.float32)
-    tracks = update_tracks(state, boxes, now)
+    tracks = update_tracks(state, boxes, now, rules.ttc_window)
     out, hits = dict(roles), []
 
     threat, ttc_min, close = None, np.inf, False
     for box, track in zip(boxes, tracks, strict=True):
         if not in_corridor(box, width, height, rules):
             continue
-        ttc = track.height / track.growth if track.growth > 1e-6 else np.inf
-        is_close = (box[3] - box[1]) / height >= rules.close_height
+        tall = (box[3] - box[1]) / height
+        ttc = track.height / track.growth if track.growth > 1e-6 and tall >= rules.min_height else np.inf
+        is_close = tall >= rules.close_height
         if ttc < ttc_min or (is_close and not close):
             threat, ttc_min, close = box, ttc, close or is_close
     numbers = {} if threat is None else {"ttc_s": round(float(ttc_min), 2), "height": round(
