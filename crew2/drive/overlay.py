@@ -42,18 +42,21 @@ def draw(entry: FrameLog, keys: list[str], thresholds: list[float], class_names:
         cv2.rectangle(img, p1, p2, colour, 2 if threat else 1, cv2.LINE_AA)
         name = class_names[int(cls)] if int(cls) < len(class_names) else str(int(cls))
         _label(img, f"{name} {score:.2f}", (p1[0], max(p1[1] - 4, 12)), colour)
-    y = 18
+    y = 16
     for hit in entry.hits:
         numbers = " ".join(f"{k} {v:g}" for k, v in hit.numbers.items())
         _label(img, f"{hit.rule}: {hit.action}  {numbers}", (6, y), RED)
-        y += 18
+        y += 20
     if entry.closest_ttc is not None:
         _label(img, f"closest: time to contact {entry.closest_ttc:.1f} s", (6, y), WHITE)
     return np.vstack([img, _key_panel(img.shape[1], entry, keys, thresholds)])
 
 
 def _label(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int]) -> None:
-    cv2.putText(img, text, org, FONT, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+    """Text on a dark plate, legible on sky, road and grass alike."""
+    (w, h), base = cv2.getTextSize(text, FONT, 0.45, 1)
+    x, y = org
+    cv2.rectangle(img, (x - 2, y - h - 3), (x + w + 2, y + base), (20, 20, 20), -1)
     cv2.putText(img, text, org, FONT, 0.45, colour, 1, cv2.LINE_AA)
 
 
