@@ -161,21 +161,19 @@ def x_display() -> Iterator[str]:
         proc.wait(10)
 
 
-def bench_record(out: Path, seconds: float = 20.0, fps: float = 30.0) -> dict[str, float]:
-    """Record the simulator's window (the autopilot playing it at 60 fps in another process, as a game would
-    be) through the real path: mss capture thread, X11 key state, JPEG writer thread."""
+@contextmanager
+def sim_window(*options: str) -> Iterator[str]:
+    """The simulator's window in its own process (as a game would be) on $DISPLAY or a private Xvfb, in
+    front; yields the display's name and kills the game after the block."""
     import subprocess
     import sys
 
     from crew2 import x11
-    from crew2.data.session import Session
-    from crew2.record.run import RecordConfig, record
     from crew2.sim.window import WINDOW_TITLE
 
     with x_display() as display:
         env = {**os.environ, "DISPLAY": display, "SDL_AUDIODRIVER": "dummy"}
-        game = subprocess.Popen([sys.executable, "-m", "cli", "sim", "--autopilot", "--fps", "60",
-                                 "--seconds", str(seconds + 30)], env=env,
+        game = subprocess.Popen([sys.executable, "-m", "cli", "sim", *options], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             dpy = x11.open_display(display)
@@ -186,11 +184,22 @@ def bench_record(out: Path, seconds: float = 20.0, fps: float = 30.0) -> dict[st
                 except Crew2Error:
                     time.sleep(0.1)
             dpy.close()
-            stats = record(RecordConfig(source="window", window=WINDOW_TITLE, out=out, fps=fps, seconds=seconds,
-                                        countdown=0, display=display))
+            yield display
         finally:
             game.kill()
             game.wait()
+
+
+def bench_record(out: Path, seconds: float = 20.0, fps: float = 30.0) -> dict[str, float]:
+    """Record the simulator's window (the autopilot playing it at 60 fps in another process, as a game would
+    be) through the real path: mss capture thread, X11 key state, JPEG writer thread."""
+    from crew2.data.session import Session
+    from crew2.record.run import RecordConfig, record
+    from crew2.sim.window import WINDOW_TITLE
+
+    with sim_window("--autopilot", "--fps", "60", "--seconds", str(seconds + 30)) as display:
+        stats = record(RecordConfig(source="window", window=WINDOW_TITLE, out=out, fps=fps, seconds=seconds,
+                                    countdown=0, display=display))
     ticks = stats.frames + stats.dropped
     return {"record_target_fps": fps, "record_fps": round(stats.fps, 2), "record_frames": stats.frames,
             "record_dropped_pct": round(100 * stats.dropped / max(ticks, 1), 2),
@@ -318,12 +327,8 @@ def bench_loop(workdir: Path, weights: Path | None = None, seconds: float = 10.0
     crash prevention and sends the keys through XTest. Per frame, from the start of the screen grab that
     produced it to the keys sent: p50/p99 per stage and in all. The default model through ONNX Runtime,
     then the seed-style DenseNet121 (keys only, PyTorch eager) in the same run on the same window."""
-    import subprocess
-    import sys
-
     import torch
 
-    from crew2 import x11
     from crew2.drive.loop import STAGES
     from crew2.drive.run import DriveConfig, drive
     from crew2.model.engine import export_onnx, load_engine
@@ -336,36 +341,21 @@ def bench_loop(workdir: Path, weights: Path | None = None, seconds: float = 10.0
     engines = {"crew2": crew2, "densenet121": DenseNetKeys(crew2.info)}
     out: dict[str, float] = {"loop_window": f"{window[0]}x{window[1]}", "loop_target_fps": fps,
                              "crew2_threads": 1, "densenet121_threads": threads}
-    with x_display() as display:
-        env = {**os.environ, "DISPLAY": display, "SDL_AUDIODRIVER": "dummy"}
-        game = subprocess.Popen([sys.executable, "-m", "cli", "sim", "--width", str(window[0]), "--height",
-                                 str(window[1]), "--seconds", str(len(engines) * (seconds + 30))], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            dpy = x11.open_display(display)
-            for _ in range(300):
-                try:
-                    x11.focus(dpy, x11.find_window(dpy, WINDOW_TITLE))
-                    break
-                except Crew2Error:
-                    time.sleep(0.1)
-            dpy.close()
-            for name, engine in engines.items():
-                logs = []
-                cfg = DriveConfig(weights=onnx_path, source="window", window=WINDOW_TITLE, display=display,
-                                  fps=fps, countdown=0, seconds=seconds, hotkeys=False)
-                stats = drive(cfg, on_frame=logs.append, engine=engine).stats
-                logs = logs[len(logs) // 10:]  # the first tenth warms up
-                for stage in (*STAGES, "total"):
-                    ms = [sum(e.ms.values()) if stage == "total" else e.ms[stage] for e in logs]
-                    p50, p99 = np.percentile(ms, [50, 99])
-                    out[f"{name}_{stage}_p50_ms"] = round(float(p50), 2)
-                    if stage in ("capture", "infer", "total"):
-                        out[f"{name}_{stage}_p99_ms"] = round(float(p99), 2)
-                out[f"{name}_fps"] = round(stats.steps / max(stats.elapsed, 1e-9), 1)
-        finally:
-            game.kill()
-            game.wait()
+    with sim_window("--width", str(window[0]), "--height", str(window[1]),
+                    "--seconds", str(len(engines) * (seconds + 30))) as display:
+        for name, engine in engines.items():
+            logs = []
+            cfg = DriveConfig(weights=onnx_path, source="window", window=WINDOW_TITLE, display=display,
+                              fps=fps, countdown=0, seconds=seconds, hotkeys=False)
+            stats = drive(cfg, on_frame=logs.append, engine=engine).stats
+            logs = logs[len(logs) // 10:]  # the first tenth warms up
+            for stage in (*STAGES, "total"):
+                ms = [sum(e.ms.values()) if stage == "total" else e.ms[stage] for e in logs]
+                p50, p99 = np.percentile(ms, [50, 99])
+                out[f"{name}_{stage}_p50_ms"] = round(float(p50), 2)
+                if stage in ("capture", "infer", "total"):
+                    out[f"{name}_{stage}_p99_ms"] = round(float(p99), 2)
+            out[f"{name}_fps"] = round(stats.steps / max(stats.elapsed, 1e-9), 1)
     out["speedup_vs_densenet121"] = round(out["densenet121_total_p50_ms"] / out["crew2_total_p50_ms"], 1)
     return out
 
