@@ -206,13 +206,16 @@ def _complete_frames(f: h5py.File) -> int:
     n = min(len(f[name]) for name in PER_FRAME if name in f)
     if COMMITTED in f:
         n = min(n, int(f[COMMITTED][0]))
-    for _ in range(CHUNK):  # a bounded walk back past unreadable trailing frames
+    # The last CHUNK frames (several seconds, where a crash can have left holes) must all read: not only
+    # the last one, since a kill can leave an earlier frame's bytes unwritten after a later one's (seen
+    # under load: "actual len exceeds EOA" two frames before the end).
+    for i in range(n - 1, max(n - CHUNK, 0) - 1, -1):
         try:
-            if n == 0 or (len(f[FRAMES][n - 1]) and f[BOXES][n - 1] is not None):
-                return n
+            whole = len(f[FRAMES][i]) > 0 and f[BOXES][i] is not None
         except OSError:
-            pass
-        n -= 1
+            whole = False
+        if not whole:
+            n = i
     return n
 
 
