@@ -50,12 +50,13 @@ def compare(engine: Engine, weights: Path, seeds: list[int], sim: SimConfig, rul
     def hook(name: str) -> Callable[[dict], None] | None:
         return None if on_episode is None else (lambda r: on_episode(name, r))
 
-    results = {"autopilot": run_autopilot(sim, seeds)}
+    autopilot, model, fused = DRIVERS
+    results = {autopilot: run_autopilot(sim, seeds)}
     if on_episode is not None:
-        for r in results["autopilot"]:
-            on_episode("autopilot", r)
-    results["model"] = model_episodes(engine, weights, seeds, sim, False, rules, hook("model"))
-    results["model + fusion"] = model_episodes(engine, weights, seeds, sim, True, rules, hook("model + fusion"))
+        for r in results[autopilot]:
+            on_episode(autopilot, r)
+    results[model] = model_episodes(engine, weights, seeds, sim, False, rules, hook(model))
+    results[fused] = model_episodes(engine, weights, seeds, sim, True, rules, hook(fused))
     return results
 
 

@@ -78,7 +78,6 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
             hooks.append(lambda entry: log.write(json.dumps(entry.to_json()) + "\n"))
         focused: Callable[[], bool] = lambda: True  # noqa: E731
         keys = None  # the keyboard, read for the hotkeys
-        platform = "win32" if sys.platform == "win32" else "x11"
         if cfg.source == "sim":
             from crew2.drive.sim import SimGame
 
@@ -86,15 +85,15 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
             game = stack.enter_context(SimGame(sim, profile, cfg.seed))
             source, sender, realtime = game, game.sender, cfg.show
         else:
-            from crew2.record.run import KEY_READERS, WINDOWS, RecordConfig
+            from crew2.record.run import KEY_READERS, PLATFORM, WINDOWS, RecordConfig
 
             sender = stack.enter_context(_sender(info.keys, cfg.display))
             wanted = RecordConfig(source=cfg.source, window=cfg.window, display=cfg.display, profile=profile)
             if cfg.hotkeys:
-                keys = KEY_READERS[platform](wanted, tuple(HOTKEYS.values()))
+                keys = KEY_READERS[PLATFORM](wanted, tuple(HOTKEYS.values()))
                 stack.callback(keys.close)
             if cfg.source == "window":
-                window = WINDOWS[platform](wanted)
+                window = WINDOWS[PLATFORM](wanted)
                 stack.callback(window.close)
                 source, focused = stack.enter_context(window.source(max_fps=2 * cfg.fps)), window.focused
             else:

@@ -27,6 +27,10 @@ def save(path: Path, *, net_cfg: dict, profile: KeyProfile, class_names: list[st
     ckpt = {"format_version": FORMAT_VERSION, "net": net_cfg, "keys": list(profile.keys), "roles": dict(profile.roles),
             "profile": profile.name, "class_names": list(class_names), "thresholds": [float(t) for t in thresholds],
             "model": model, "size": list(size), **extra}
+    _write(Path(path), ckpt)
+
+
+def _write(path: Path, ckpt: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(ckpt, tmp)
     tmp.replace(path)
@@ -38,11 +42,8 @@ INFERENCE = (*REQUIRED, "size", "epoch", "step", "metrics", "confusion", "histor
 
 def slim(src: str | Path, dst: str | Path) -> Path:
     """Copy a checkpoint keeping only what inference and the model card need (the EMA weights in `model`)."""
-    ckpt = load(src)
     dst = Path(dst)
-    tmp = dst.with_suffix(dst.suffix + ".tmp")
-    torch.save({k: v for k, v in ckpt.items() if k in INFERENCE}, tmp)
-    tmp.replace(dst)
+    _write(dst, {k: v for k, v in load(src).items() if k in INFERENCE})
     return dst
 
 

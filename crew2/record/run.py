@@ -79,6 +79,7 @@ def _win32_window(config: RecordConfig):
 # Key readers and game windows per platform (X11 covers Linux desktops and games run through Proton).
 KEY_READERS = {"x11": lambda c, extra: X11Keys(c.profile, c.display, extra), "win32": _win32_keys}
 WINDOWS = {"x11": lambda c: X11Window(c.window, c.display), "win32": _win32_window}
+PLATFORM = "win32" if sys.platform == "win32" else "x11"  # the key in those tables for this machine
 
 
 def parse_region(text: str) -> x11.Rect:
@@ -96,18 +97,17 @@ def record(config: RecordConfig, on_tick: Callable[[RecordStats], None] | None =
     was captured."""
     if config.source == "sim":
         return _record_sim(config, on_tick)
-    platform = "win32" if sys.platform == "win32" else "x11"
     with contextlib.ExitStack() as stack:
-        keys = KEY_READERS[platform](config, tuple(HOTKEYS.values()))
+        keys = KEY_READERS[PLATFORM](config, tuple(HOTKEYS.values()))
         stack.callback(keys.close)
         focused: Callable[[], bool] = lambda: True  # noqa: E731
         if config.source == "window":
-            window = WINDOWS[platform](config)
+            window = WINDOWS[PLATFORM](config)
             stack.callback(window.close)
             source, focused = window.source(max_fps=2 * config.fps), window.focused
             region = window.rect()
         else:
-            display = config.display if platform == "x11" else None
+            display = config.display if PLATFORM == "x11" else None
             source = screen_source(config.region, config.monitor, display, max_fps=2 * config.fps)
             region = config.region
         meta = _meta(config, region)
