@@ -525,9 +525,12 @@ def train(
     task = progress.add_task("train", total=None, epoch=0, info="")
 
     def on_step(s) -> None:
-        progress.update(task, completed=(s.step - 1) % s.steps_per_epoch + 1, total=s.steps_per_epoch, epoch=s.epoch,
-                        info=f"loss {s.losses['total']:.3f} (keys {s.losses['keys']:.3f}, det {s.losses['det']:.3f}) "
-                             f"{s.samples_per_s:.0f} samples/s")
+        done = (s.step - 1) % s.steps_per_epoch + 1
+        info = (f"loss {s.losses['total']:.3f} (keys {s.losses['keys']:.3f}, det {s.losses['det']:.3f}) "
+                f"{s.samples_per_s:.0f} samples/s")
+        progress.update(task, completed=done, total=s.steps_per_epoch, epoch=s.epoch, info=info)
+        if not out.is_terminal and not quiet and done % max(1, s.steps_per_epoch // 10) == 0:
+            out.print(f"epoch {s.epoch}: step {done}/{s.steps_per_epoch}, {info}", highlight=False)  # logs: no bar
 
     def on_epoch(e) -> None:
         v = e.val

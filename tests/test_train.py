@@ -81,6 +81,8 @@ def test_two_process_ddp_run_on_cpu(tiny_sessions, tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     ckpt = checkpoint.load(out / "last.pt")
     assert ckpt["step"] == 6 and ckpt["train_config"]["epochs"] == 1
+    steps = [line.split(",")[0] for line in result.stdout.splitlines() if line.startswith("epoch 0: step ")]
+    assert steps and len(steps) == len(set(steps)), "a log (no terminal) gets progress lines, from rank 0 only"
 
 
 def test_train_config_and_cli_errors(tiny_sessions, tmp_path):
