@@ -83,6 +83,9 @@ def test_two_process_ddp_run_on_cpu(tiny_sessions, tmp_path):
     assert ckpt["step"] == 6 and ckpt["train_config"]["epochs"] == 1
     steps = [line.split(",")[0] for line in result.stdout.splitlines() if line.startswith("epoch 0: step ")]
     assert steps and len(steps) == len(set(steps)), "a log (no terminal) gets progress lines, from rank 0 only"
+    best = checkpoint.load(out / "best.pt")
+    shipped = ", ".join(f"{k.upper()} {t:.2f}" for k, t in zip(best["keys"], best["thresholds"], strict=True))
+    assert f"calibrated thresholds (epoch 0, best.pt): {shipped}" in result.stdout
 
 
 def test_train_config_and_cli_errors(tiny_sessions, tmp_path):
