@@ -500,6 +500,7 @@ def train(
 
     from crew2.data.tools import session_paths
     from crew2.data.tools import split as split_sessions
+    from crew2.model import checkpoint
     from crew2.train.trainer import TrainConfig
     from crew2.train.trainer import train as run_training
 
@@ -532,12 +533,8 @@ def train(
         if not out.is_terminal and not quiet and done % max(1, s.steps_per_epoch // 10) == 0:
             out.print(f"epoch {s.epoch}: step {done}/{s.steps_per_epoch}, {info}", highlight=False)  # logs: no bar
 
-    best = []  # the best epoch of this run: its thresholds are the ones best.pt carries
-
     def on_epoch(e) -> None:
         v = e.val
-        if e.best:
-            best[:] = [e]
         progress.console.print(
             f"epoch {e.epoch}: keys F1 {v['f1']:.3f} (constant {v['constant_f1']:.3f}), exact {v['exact_match']:.3f}, "
             f"mAP50 {v['map50']:.3f}, mAP50-95 {v['map50_95']:.3f}{'  best' if e.best else ''}", highlight=False)
@@ -546,10 +543,9 @@ def train(
     with progress:
         result = run_training(config, on_step=on_step, on_epoch=on_epoch)
     if result is not None:
-        shown = best[0] if best else result
-        keys = [p.split("_")[0] for p in shown.val if p.endswith("_f1") and p != "constant_f1" and p != "f1"]
-        thresholds = ", ".join(f"{k.upper()} {t:.2f}" for k, t in zip(keys, shown.thresholds, strict=True))
-        out.print(f"calibrated thresholds (epoch {shown.epoch}{', best.pt' if best else ''}): {thresholds}")
+        best = checkpoint.load(out_dir / "best.pt")  # what ships: its thresholds, not the last epoch's
+        thresholds = ", ".join(f"{k.upper()} {t:.2f}" for k, t in zip(best["keys"], best["thresholds"], strict=True))
+        out.print(f"calibrated thresholds (epoch {best['epoch']}, best.pt): {thresholds}")
         out.print(f"wrote {out_dir}: last.pt, best.pt, metrics.csv, losses.png, key_f1.png, confusion.png")
 
 
