@@ -482,7 +482,7 @@ def train(
     frames: Annotated[int, typer.Option(help="Frames stacked per sample (1 = the current one).")] = 1,
     balance: Annotated[float, typer.Option(help="0 = keys as recorded .. 1 = all combinations equally.")] = 0.5,
     label_offset: Annotated[int, typer.Option(help="Learn the keys pressed this many frames later.")] = 0,
-    pretrained: Annotated[str | None, typer.Option(help="An Ultralytics .pt to start the backbone from.")] = None,
+    pretrained: Annotated[str | None, typer.Option(help="Warm start: crew2 or Ultralytics .pt.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     uncertainty: Annotated[bool, typer.Option(help="Learn the task weights (Kendall et al. 2018).")] = False,
     amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 on CPU, fp16 on CUDA.")] = True,

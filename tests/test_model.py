@@ -152,3 +152,19 @@ def test_pretrained_ultralytics_weights_load_where_shapes_match(tmp_path):
     torch.testing.assert_close(ours[first], theirs[first], rtol=0, atol=0)
     with pytest.raises(Crew2Error, match="never downloads"):
         load_pretrained(net, str(tmp_path / "yolo11n.pt"))
+
+
+def test_a_crew2_checkpoint_warm_starts_a_stacked_model_as_the_single_frame_one(tmp_path):
+    torch.manual_seed(4)
+    one = MultiTaskNet(num_keys=4, num_classes=4).eval()
+    path = tmp_path / "one.pt"
+    save_net(path, one)
+    two = MultiTaskNet(num_keys=4, num_classes=4, frames=2).eval()
+    assert load_pretrained(two, str(path)) == len(two.state_dict()), "every tensor, the key head too"
+    older, newest = torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        (k1, (d1, _)), (k2, (d2, _)) = one(newest), two(torch.cat([older, newest], 1))
+    torch.testing.assert_close(k2, k1)  # the older frame starts with zero weight: same outputs
+    torch.testing.assert_close(d2, d1)
+    other = MultiTaskNet(num_keys=5, num_classes=4).eval()  # another key profile: the key head's last layer
+    assert load_pretrained(other, str(path)) < len(other.state_dict())

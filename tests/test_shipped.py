@@ -28,22 +28,26 @@ def test_the_shipped_checkpoint_loads_with_weights_only_and_is_small():
     assert (DEFAULT_WEIGHTS.stat().st_size + ONNX.stat().st_size) / 1e6 < 20
 
 
-def sim_frames(n: int, seed: int = 1003) -> np.ndarray:
-    """Frames of a held-out episode with traffic ahead, rendered like the driver sees them."""
+def sim_frames(n: int, stack: int, seed: int = 1003) -> np.ndarray:
+    """Inputs from a held-out episode with traffic ahead, as the driver sees them: the last `stack`
+    consecutive frames on the channel axis, every 2 s."""
     world = World(SimConfig(traffic=2.0), seed)
     renderer = Renderer(256, 144, Appearance(), 3, seed)
-    frames = []
+    inputs, recent = [], []
     for step in range(40 * n):
         world.step(True, False, False, False)
+        if step % 40 >= 40 - stack:
+            recent.append(renderer.render(world).image)
         if step % 40 == 39:
-            frames.append(renderer.render(world).image)
-    return np.stack(frames)
+            inputs.append(np.concatenate(recent, axis=2))
+            recent = []
+    return np.stack(inputs)
 
 
 def test_onnx_and_checkpoint_agree():
     torch_engine, onnx_engine = load_engine(DEFAULT_WEIGHTS, "torch"), load_engine(ONNX, "onnx")
     assert torch_engine.info == onnx_engine.info
-    frames = sim_frames(4)
+    frames = sim_frames(4, torch_engine.info.frames)
     boxes = 0
     for a, b in zip(torch_engine(frames), onnx_engine(frames), strict=True):
         np.testing.assert_allclose(a.key_probs, b.key_probs, atol=1e-4)

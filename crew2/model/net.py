@@ -93,19 +93,34 @@ class _DetectionGains:
 
 
 def load_pretrained(net: MultiTaskNet, path: str) -> int:
-    """Copy every tensor of an Ultralytics detection checkpoint (.pt) whose name and shape match into the
-    backbone, neck and Detect head; returns how many were loaded. Never downloads anything."""
+    """Copy every tensor whose name and shape match into `net`; returns how many were loaded. `path` is a
+    crew2 checkpoint (a warm start: the whole network, key head included where the keys match) or an
+    Ultralytics detection .pt (backbone, neck and Detect head). A single-frame model's first convolution is
+    inflated to `net.frames` stacked frames: its weights go to the newest frame and zeros to the older ones,
+    so the stacked network starts out computing what the single-frame one did. Never downloads anything."""
     if not os.path.isfile(path):
         raise Crew2Error(f"{path}: no such file (crew2 never downloads weights: give a local .pt)")
-    from ultralytics.nn.tasks import torch_safe_load
+    try:  # a crew2 checkpoint is plain tensors
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        theirs = ckpt["model"] if isinstance(ckpt, dict) and "format_version" in ckpt else None
+    except Exception:  # anything else may be an Ultralytics pickle
+        theirs = None
+    if theirs is None:
+        from ultralytics.nn.tasks import torch_safe_load
 
-    try:  # an Ultralytics .pt is a pickled model: Ultralytics' own loader reads it
-        ckpt, _ = torch_safe_load(path)
-        theirs = (ckpt.get("ema") or ckpt["model"]).float().state_dict()
-    except Exception as e:  # any failure to unpickle means: not an Ultralytics checkpoint we can use
-        raise Crew2Error(f"{path}: not an Ultralytics detection checkpoint ({e})") from e
-    ours = net.det.state_dict()
+        try:  # an Ultralytics .pt is a pickled model: Ultralytics' own loader reads it
+            ckpt, _ = torch_safe_load(path)
+            det = (ckpt.get("ema") or ckpt["model"]).float().state_dict()
+        except Exception as e:  # any failure to unpickle means: not an Ultralytics checkpoint we can use
+            raise Crew2Error(f"{path}: not a crew2 or Ultralytics detection checkpoint ({e})") from e
+        theirs = {f"det.{k}": v for k, v in det.items()}
+    ours = net.state_dict()
+    first = next(k for k, v in ours.items() if v.ndim == 4)  # the input convolution
+    if first in theirs and ours[first].shape != theirs[first].shape:
+        w = theirs[first]
+        if ours[first].shape == (w.shape[0], w.shape[1] * net.frames, *w.shape[2:]):
+            theirs = {**theirs, first: torch.cat([torch.zeros_like(w)] * (net.frames - 1) + [w], dim=1)}
     matched = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
-    net.det.load_state_dict(matched, strict=False)
+    net.load_state_dict(matched, strict=False)
     log.info("loaded %d of %d tensors from %s", len(matched), len(ours), path)
     return len(matched)
