@@ -235,7 +235,7 @@ def test_review_window_opens_and_saves_with_keys(sim_sessions, xvfb):
                             stderr=subprocess.PIPE, text=True)
     dpy = x11.open_display(xvfb)
     try:
-        win = wait_for_window(dpy, "crew2 annotate review", proc)
+        win = wait_for_window(dpy, "crew2 annotate review", proc, min_width=256 * 3)
         rect = x11.window_rect(dpy, win)
         assert rect.width >= 256 * 3
         time.sleep(0.5)

@@ -9,16 +9,20 @@ from crew2 import x11
 from crew2.errors import Crew2Error
 
 
-def wait_for_window(dpy, title: str, proc: subprocess.Popen, timeout: float = 30.0):
-    """The window titled like `title`, once the process that opens it has; fails if it dies first."""
+def wait_for_window(dpy, title: str, proc: subprocess.Popen, timeout: float = 30.0, min_width: int = 0):
+    """The window titled like `title`, once the process that opens it has and it is at least `min_width`
+    wide (OpenCV maps an autosized window small, before its first image sizes it); fails if it dies first."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return x11.find_window(dpy, title)
+            win = x11.find_window(dpy, title)
+            if x11.window_rect(dpy, win).width >= min_width:
+                return win
         except Crew2Error:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return x11.find_window(dpy, title)  # raises if there is none; the caller checks the size
+        time.sleep(0.2)
 
 
 def tap(dpy, key: str) -> None:
