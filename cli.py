@@ -485,7 +485,7 @@ def train(
     pretrained: Annotated[str | None, typer.Option(help="Warm start: crew2 or Ultralytics .pt.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     uncertainty: Annotated[bool, typer.Option(help="Learn the task weights (Kendall et al. 2018).")] = False,
-    amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 on CPU, fp16 on CUDA.")] = True,
+    amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 on CPUs that have it, fp16 on CUDA.")] = True,
     ema: Annotated[float, typer.Option(help="EMA decay of the weights (0 = off).")] = 0.999,
     seed: Annotated[int, typer.Option(help="Data order, augmentation and initialisation.")] = 0,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (smoke runs).")] = None,
