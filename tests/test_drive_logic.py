@@ -98,6 +98,39 @@ def test_close_obstacle_brakes_even_without_growth_and_steers_to_the_free_side()
     assert {h.rule for h in hits} == {"brake_for_obstacle", "steer_to_free_side"}
 
 
+def test_stopped_at_an_obstacle_goes_around_it_then_brakes_again_if_still_needed():
+    rules = Rules(stuck=2.0, escape=1.0)
+    cone = [[det(100, 80, 130, 125, cls=2), det(150, 80, 190, 125)] for _ in range(100)]  # still: we stopped
+    results = run(cone, rules=rules)  # 0.05 s a frame
+    assert all(keys["brake"] for keys, _ in results[:40]), "brakes first"
+    keys, hits = results[41]
+    assert keys["throttle"] and not keys["brake"] and keys["left"] and not keys["right"], "the car is on the right"
+    assert [h.rule for h in hits] == ["go_around"]
+    assert all(keys["throttle"] and keys["left"] for keys, _ in results[41:60]), "for `escape` seconds"
+    assert results[61][0]["brake"], "then the obstacle rules again"
+    keys, hits = run(cone, rules=rules, keys={**DRIVING, "right": True})[45]
+    assert keys["right"] and not keys["left"], "the side the network steers to, when it steers"
+
+
+def test_a_network_that_stands_still_without_throttle_is_made_to_pull_away():
+    idle = {**DRIVING, "throttle": False, "brake": True}  # braking at a standstill, nothing ahead
+    results = run([[] for _ in range(50)], rules=Rules(stuck=2.0), keys=idle)
+    assert results[39] == (idle, [])
+    keys, hits = results[40]
+    assert keys == DRIVING and [h.rule for h in hits] == ["go_around"], "throttle, the network's steering"
+    assert run([[] for _ in range(50)], rules=Rules(stuck=0), keys=idle)[-1] == (idle, []), "0: off"
+
+
+def test_an_obstacle_still_closing_in_is_never_driven_around():
+    frames = []
+    for i in range(100):  # a car 12 m ahead, closing at 1.5 m/s: close, and still closing 5 s later
+        h = 400 / (12 - 1.5 * i * 0.05)
+        frames.append([det(128 - 0.65 * h, 130 - h, 128 + 0.65 * h, 130)])
+    results = run(frames, rules=Rules(stuck=2.0))
+    assert all(keys["brake"] for keys, _ in results[20:]), "braking all along"
+    assert not any(h.rule == "go_around" for _, hits in results for h in hits)
+
+
 def test_override_holds_then_releases():
     frames = approaching(10, 1.5, 8) + [[] for _ in range(12)]  # the obstacle vanishes
     results = run(frames)

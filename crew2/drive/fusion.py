@@ -17,6 +17,7 @@ import yaml
 from crew2.errors import Crew2Error
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
+STILL_TTC = 10.0  # s: an obstacle whose time-to-contact is longer than this is not coming closer
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Rules:
     ttc_brake: float = 1.2
     ttc_lift: float = 2.5
     hold: float = 0.4
+    stuck: float = 3.0
+    escape: float = 1.0
     classes: tuple[str, ...] = ("car", "truck", "cone", "barrier")
 
     @staticmethod
@@ -71,6 +74,8 @@ class FusionState:
     tracks: list[Track] = field(default_factory=list)
     until: dict[str, float] = field(default_factory=dict)  # override -> time it holds until
     steer: str | None = None  # the side an obstacle avoidance steers to, while it holds
+    idle_since: float | None = None  # since when no throttle has gone out
+    escape: tuple[float, str | None] | None = None  # (until, side) of a way around what we stopped at
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -133,6 +138,9 @@ def fuse(roles: dict[str, bool], detections: np.ndarray, class_names: list[str],
     numbers = {} if threat is None else {"ttc_s": round(float(ttc_min), 2), "height": round(
         float((threat[3] - threat[1]) / height), 3), "x": round(float((threat[0] + threat[2]) / 2 / width), 3)}
 
+    if state.escape is not None and state.escape[0] >= now:
+        return _go_around(out, state.escape[1], numbers)
+    state.escape = None
     if threat is not None and (ttc_min < rules.ttc_brake or close):
         state.until["brake"] = now + rules.hold
         if rules.steer_around:
@@ -151,7 +159,29 @@ def fuse(roles: dict[str, bool], detections: np.ndarray, class_names: list[str],
         if state.until.get("lift", -np.inf) >= now:
             out["throttle"] = False
             hits.append(Hit("lift_for_obstacle", "release throttle", numbers))
+
+    # Stalled: no throttle for `stuck` seconds and nothing coming closer (the car stands at an obstacle it
+    # braked for, or the network, which has never stood still, does not pull away): drive on, around it.
+    if out["throttle"]:
+        state.idle_since = None
+    elif state.idle_since is None:
+        state.idle_since = now
+    idle = 0.0 if state.idle_since is None else now - state.idle_since
+    if 0 < rules.stuck <= idle and ttc_min > STILL_TTC:
+        side = ("left" if roles["left"] else "right" if roles["right"] else None if threat is None else
+                _free_side(threat, boxes, width, height, rules) or
+                ("left" if (threat[0] + threat[2]) / 2 > width / 2 else "right"))
+        state.escape, state.idle_since = (now + rules.escape, side), None
+        state.until.clear()
+        return _go_around(dict(roles), side, numbers)
     return out, hits
+
+
+def _go_around(out: dict[str, bool], side: str | None, numbers: dict) -> tuple[dict[str, bool], list[Hit]]:
+    out["throttle"], out["brake"] = True, False
+    if side is not None:
+        out["left"], out["right"] = side == "left", side == "right"
+    return out, [Hit("go_around", "press throttle" + (f", steer {side}" if side else ""), numbers)]
 
 
 def _free_side(threat: np.ndarray, boxes: np.ndarray, width: int, height: int, rules: Rules) -> str | None:
