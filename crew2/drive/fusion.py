@@ -168,9 +168,10 @@ def fuse(roles: dict[str, bool], detections: np.ndarray, class_names: list[str],
         state.idle_since = now
     idle = 0.0 if state.idle_since is None else now - state.idle_since
     if 0 < rules.stuck <= idle and ttc_min > STILL_TTC:
-        side = ("left" if roles["left"] else "right" if roles["right"] else None if threat is None else
-                _free_side(threat, boxes, width, height, rules) or
-                ("left" if (threat[0] + threat[2]) / 2 > width / 2 else "right"))
+        side = "left" if roles["left"] else "right" if roles["right"] else None
+        if side is None and threat is not None:  # away from it: to its free side, else the wider one
+            side = _free_side(threat, boxes, width, height, rules) or (
+                "left" if (threat[0] + threat[2]) / 2 > width / 2 else "right")
         state.escape, state.idle_since = (now + rules.escape, side), None
         state.until.clear()
         return _go_around(dict(roles), side, numbers)
