@@ -6,6 +6,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+
+# Ultralytics' NMS takes torchvision's kernel only once torchvision is imported, else a Python loop: 75x
+# slower on an untrained detector, whose validation then ran past the NMS time limit on a GPU.
+import torchvision  # noqa: F401
 from torch import Tensor
 
 

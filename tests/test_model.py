@@ -168,3 +168,16 @@ def test_a_crew2_checkpoint_warm_starts_a_stacked_model_as_the_single_frame_one(
     torch.testing.assert_close(d2, d1)
     other = MultiTaskNet(num_keys=5, num_classes=4).eval()  # another key profile: the key head's last layer
     assert load_pretrained(other, str(path)) < len(other.state_dict())
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes_per_class_and_drops_low_scores():
+    from detection.metrics import nms
+
+    # Decoded Detect output (B, 4 + classes, anchors): centre x, centre y, w, h, then class scores.
+    boxes = [(50, 50, 20, 20), (51, 50, 20, 20), (150, 60, 30, 10), (52, 50, 20, 20), (100, 100, 10, 10)]
+    scores = [(0.9, 0.0), (0.8, 0.0), (0.0, 0.7), (0.0, 0.6), (0.1, 0.0)]
+    decoded = torch.tensor([[*b, *c] for b, c in zip(boxes, scores, strict=True)]).T[None].float()
+    (kept,) = nms(decoded, conf=0.25, iou=0.5)
+    assert kept[:, 4].tolist() == pytest.approx([0.9, 0.7, 0.6])  # the 0.8 overlaps the 0.9 of its class
+    assert kept[:, 5].tolist() == [0.0, 1.0, 1.0]  # the 0.6 overlaps only a box of another class
+    assert kept[0, :4].tolist() == pytest.approx([40, 40, 60, 60])
