@@ -275,7 +275,7 @@ def bench_model(workdir: Path, weights: Path | None = None, runs: int = 300, thr
         out["densenet121_224_p50_ms"], out["densenet121_224_p99_ms"] = _latency(lambda: seed(x), max(runs // 10, 20))
     fastest = min(out["torch_p50_ms"], out["onnx_p50_ms"], out["onnx_1thread_p50_ms"])
     out["speedup_vs_densenet121"] = round(out["densenet121_224_p50_ms"] / fastest, 1)
-    out["train_samples_per_s_cpu"] = _train_throughput(info.size)
+    out["train_samples_per_s_cpu"], out["train_precision_cpu"] = _train_throughput(info.size)
     return out
 
 
@@ -367,13 +367,17 @@ def _sim_frame(width: int, height: int) -> np.ndarray:
     return Renderer(width, height, Appearance(), 3).render(world).image
 
 
-def _train_throughput(size: tuple[int, int], batch: int = 32, steps: int = 6) -> float:
-    """Samples/s of forward + backward + AdamW on the default model, bf16 autocast, synthetic batches."""
+def _train_throughput(size: tuple[int, int], batch: int = 32, steps: int = 6) -> tuple[float, str]:
+    """Samples/s of forward + backward + AdamW on the default model, synthetic batches, and the precision:
+    bf16 autocast where the CPU has it natively, else fp32, as `crew2 train` runs."""
     import torch
 
     from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, KEYS
     from crew2.model.loss import MultiTaskLoss, as_float
     from crew2.model.net import MultiTaskNet
+    from crew2.train.trainer import mixed_precision
+
+    amp, amp_dtype = mixed_precision(torch.device("cpu"))
 
     net = MultiTaskNet(num_keys=4, num_classes=4).train().to(memory_format=torch.channels_last)
     loss_fn = MultiTaskLoss(net, torch.ones(4))
@@ -385,7 +389,7 @@ def _train_throughput(size: tuple[int, int], batch: int = 32, steps: int = 6) ->
               BBOXES: torch.tensor([[0.5, 0.6, 0.2, 0.2]]).repeat(batch, 1)}
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=amp_dtype, enabled=amp):
             keys, det = net(x)
         loss, _ = loss_fn(keys.float(), as_float(det), target)
         opt.zero_grad()
@@ -396,4 +400,4 @@ def _train_throughput(size: tuple[int, int], batch: int = 32, steps: int = 6) ->
     t = time.perf_counter()
     for _ in range(steps):
         step()
-    return round(batch * steps / (time.perf_counter() - t), 1)
+    return round(batch * steps / (time.perf_counter() - t), 1), "bf16" if amp else "fp32"

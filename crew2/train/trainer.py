@@ -123,6 +123,14 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
+def mixed_precision(device: torch.device, wanted: bool = True) -> tuple[bool, torch.dtype]:
+    """(on, dtype) for autocast: fp16 on CUDA, bf16 on a CPU only where it is native. A CPU without it
+    (oneDNN wants AVX-512) emulates it: a step took 8x as long as in fp32 on an AVX2 EPYC."""
+    if device.type == "cpu":
+        return wanted and torch.ops.mkldnn._is_mkldnn_bf16_supported(), torch.bfloat16
+    return wanted, torch.float16
+
+
 def _schedule(total: int, warmup: int) -> Callable[[int], float]:
     """Linear warmup to 1, then cosine down to 5% of the peak."""
     def factor(step: int) -> float:
@@ -191,10 +199,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
 
     loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch, num_workers=cfg.workers,
                                          collate_fn=collate, prefetch_factor=4 if cfg.workers else None)
-    amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-    # A CPU without native bf16 (oneDNN wants AVX-512) emulates it: a step took 8x as long as in fp32 on an
-    # AVX2 EPYC. There mixed precision is skipped.
-    amp = cfg.amp and (device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    amp, amp_dtype = mixed_precision(device, cfg.amp)
     scaler = torch.amp.GradScaler(enabled=amp and amp_dtype == torch.float16)
     result = None
     for epoch in range(start_epoch, cfg.epochs):
