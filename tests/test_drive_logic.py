@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from crew2.drive.decoder import DecoderConfig, KeyDecoder
-from crew2.drive.fusion import FusionState, Rules, fuse, in_corridor
+from crew2.drive.fusion import FusionState, Rules, fuse, in_corridor, picture_motion
 from crew2.errors import Crew2Error
 
 KEYS = ["w", "a", "s", "d"]
@@ -48,13 +48,15 @@ def det(x1, y1, x2, y2, score=0.9, cls=0) -> list[float]:
 DRIVING = {"throttle": True, "brake": False, "left": False, "right": False}
 
 
-def run(frames: list[list[list[float]]], dt: float = 0.05, rules: Rules | None = None, keys=None):
-    """Feed a sequence of detection lists; return the keys and hits after each frame."""
+def run(frames: list[list[list[float]]], dt: float = 0.05, rules: Rules | None = None, keys=None,
+        motion: float | None = 5.0):
+    """Feed a sequence of detection lists; return the keys and hits after each frame. `motion`: how much the
+    picture moves every frame (5: driving; 0: the car stands)."""
     state, rules = FusionState(), rules or Rules()
     out = []
     for i, boxes in enumerate(frames):
         out.append(fuse(dict(keys or DRIVING), np.array(boxes, np.float32).reshape(-1, 6), NAMES, (W, H), state,
-                        i * dt, rules))
+                        i * dt, rules, motion))
     return out
 
 
@@ -76,7 +78,7 @@ def test_fast_approach_in_the_corridor_brakes():
 
 
 def test_slow_approach_only_lifts():
-    keys, hits = run(approaching(10, 0.6, 8))[-1]
+    keys, hits = run(approaching(10, 0.6, 8), rules=Rules(ttc_lift=2.5))[-1]
     assert not keys["throttle"] and not keys["brake"]
     assert [h.rule for h in hits] == ["lift_for_obstacle"] and 1.2 < hits[0].numbers["ttc_s"] < 2.5
 
@@ -90,6 +92,45 @@ def test_steady_car_ahead_and_cars_beside_are_left_alone():
     assert run(passing)[-1] == (DRIVING, [])
 
 
+def test_jitter_of_a_far_box_is_not_a_crash():
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(100):  # a truck 10 px high in the corridor, its box jittering by a pixel every frame
+        top, bottom = 70 + rng.integers(-1, 2), 80 + rng.integers(-1, 2)
+        frames.append([det(122, top, 134, bottom, cls=1)])
+    results = run(frames)
+    assert not any(keys["brake"] for keys, _ in results)
+    assert sum(keys == DRIVING for keys, _ in results) >= 90, "pure jitter may look like growth, rarely"
+    assert run(approaching(10, 1.5, 5))[-1] == (DRIVING, []), "growth needs most of `ttc_window` of track"
+
+
+def test_a_box_seen_once_or_cut_by_the_frame_side_is_not_braked_for():
+    ahead = det(100, 70, 156, 130)  # tall and straight ahead: close
+    assert run([[ahead]])[-1] == (DRIVING, []), "one frame's box may be a false detection"
+    assert run([[ahead], [ahead]])[-1][0]["brake"]
+    beside = det(0, 20, 120, 144)  # a car overtaking us, cut by the frame's left edge: its middle is not x=60
+    assert not in_corridor(np.array(beside), W, H, Rules())
+    assert run([[beside] for _ in range(8)])[-1] == (DRIVING, [])
+
+
+def test_a_close_car_pulling_away_is_not_braked_for():
+    receding = approaching(60, -0.2, 24)  # 60 px high (close) and shrinking: faster than us
+    assert all(keys["brake"] for keys, _ in run(receding)[1:4]), "close: braked for until it is seen to recede"
+    assert run(receding)[-1] == (DRIVING, [])
+    assert run(approaching(60, 0.0, 24))[-1][0]["brake"], "close and not receding: braked for"
+
+
+def test_no_steering_towards_a_vehicle_beside_us():
+    passing = [[det(0, 30, 70, 120)] for _ in range(5)] + [[] for _ in range(40)]  # leaves the frame on the left
+    left = {**DRIVING, "left": True}
+    results = run(passing, rules=Rules(beside=1.0), keys=left)
+    assert all(keys == DRIVING and [h.rule for h in hits] == ["keep_clear"] for keys, hits in results[:24]), \
+        "blocked while it is in view and for `beside` s after it left"
+    assert results[-1] == (left, []), "then the network steers again"
+    assert run(passing, rules=Rules(beside=1.0), keys={**DRIVING, "right": True})[0][0]["right"], "away: fine"
+    assert run(passing, rules=Rules(beside=0.0), keys=left)[10] == (left, []), "0: only while in view"
+
+
 def test_close_obstacle_brakes_even_without_growth_and_steers_to_the_free_side():
     ahead = [[det(110, 80, 150, 125, cls=3), det(20, 80, 60, 125)] for _ in range(3)]  # car on the left: go right
     assert {h.rule for h in run(ahead)[-1][1]} == {"brake_for_obstacle"}, "steering around is off by default"
@@ -101,24 +142,49 @@ def test_close_obstacle_brakes_even_without_growth_and_steers_to_the_free_side()
 def test_stopped_at_an_obstacle_goes_around_it_then_brakes_again_if_still_needed():
     rules = Rules(stuck=2.0, escape=1.0)
     cone = [[det(100, 80, 130, 125, cls=2), det(150, 80, 190, 125)] for _ in range(100)]  # still: we stopped
-    results = run(cone, rules=rules)  # 0.05 s a frame
-    assert all(keys["brake"] for keys, _ in results[:40]), "brakes first"
+    results = run(cone, rules=rules, motion=0.0)  # 0.05 s a frame, standing
+    assert all(keys["brake"] for keys, _ in results[1:40]), "brakes first (once the box is seen twice)"
     keys, hits = results[41]
     assert keys["throttle"] and not keys["brake"] and keys["left"] and not keys["right"], "the car is on the right"
     assert [h.rule for h in hits] == ["go_around"]
     assert all(keys["throttle"] and keys["left"] for keys, _ in results[41:60]), "for `escape` seconds"
     assert results[61][0]["brake"], "then the obstacle rules again"
-    keys, hits = run(cone, rules=rules, keys={**DRIVING, "right": True})[45]
+    keys, hits = run(cone, rules=rules, keys={**DRIVING, "right": True}, motion=0.0)[45]
     assert keys["right"] and not keys["left"], "the side the network steers to, when it steers"
 
 
-def test_a_network_that_stands_still_without_throttle_is_made_to_pull_away():
+def test_a_network_that_stands_still_is_made_to_pull_away():
     idle = {**DRIVING, "throttle": False, "brake": True}  # braking at a standstill, nothing ahead
-    results = run([[] for _ in range(50)], rules=Rules(stuck=2.0), keys=idle)
+    nothing = [[] for _ in range(50)]
+    results = run(nothing, rules=Rules(stuck=2.0), keys=idle, motion=0.0)
     assert results[39] == (idle, [])
     keys, hits = results[40]
     assert keys == DRIVING and [h.rule for h in hits] == ["go_around"], "throttle, the network's steering"
-    assert run([[] for _ in range(50)], rules=Rules(stuck=0), keys=idle)[-1] == (idle, []), "0: off"
+    assert run(nothing, rules=Rules(stuck=0), keys=idle, motion=0.0)[-1] == (idle, []), "0: off"
+    # Braking or coasting while the picture moves (a curve, a slower car far ahead) is the network's call.
+    assert all(out == (idle, []) for out in run(nothing, rules=Rules(stuck=2.0), keys=idle, motion=3.0))
+    assert all(out == (idle, []) for out in run(nothing, rules=Rules(stuck=2.0), keys=idle, motion=None))
+    # Traffic passing a car that stands moves part of the picture for a few frames: it still stands.
+    passing = [0.0] * 10 + [2.0, 2.5] + [0.0] * 38
+    state, outs = FusionState(), []
+    for i, m in enumerate(passing):
+        outs.append(fuse(dict(idle), np.zeros((0, 6), np.float32), NAMES, (W, H), state, i * 0.05, Rules(stuck=2.0), m))
+    assert [h.rule for h in outs[40][1]] == ["go_around"]
+
+
+def test_picture_motion_tells_a_standing_car_from_a_moving_one():
+    from crew2.sim.env import SimEnv
+    from crew2.sim.world import SimConfig
+
+    env = SimEnv(SimConfig(traffic=0, obstacles=0))
+    frames = [env.reset(seed=3)[0]]
+    for throttle in [True] * 40 + [False] * 3:  # 2 s of throttle: about 60 km/h
+        frames.append(env.step(env.action_of(throttle, False, False, False))[0])
+    assert picture_motion(frames[0], frames[0]) == 0.0
+    assert picture_motion(frames[-2], frames[-1]) > 1.0, "at speed the road moves"
+    standing = SimEnv(SimConfig(traffic=0, obstacles=0))
+    still = [standing.reset(seed=3)[0], standing.step(standing.action_of(False, True, False, False))[0]]
+    assert picture_motion(*still) < Rules().still, "a car held on the brake does not move the picture"
 
 
 def test_an_obstacle_still_closing_in_is_never_driven_around():
@@ -126,7 +192,7 @@ def test_an_obstacle_still_closing_in_is_never_driven_around():
     for i in range(100):  # a car 12 m ahead, closing at 1.5 m/s: close, and still closing 5 s later
         h = 400 / (12 - 1.5 * i * 0.05)
         frames.append([det(128 - 0.65 * h, 130 - h, 128 + 0.65 * h, 130)])
-    results = run(frames, rules=Rules(stuck=2.0))
+    results = run(frames, rules=Rules(stuck=2.0), motion=0.0)
     assert all(keys["brake"] for keys, _ in results[20:]), "braking all along"
     assert not any(h.rule == "go_around" for _, hits in results for h in hits)
 

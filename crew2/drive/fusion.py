@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 
@@ -18,6 +19,7 @@ from crew2.errors import Crew2Error
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 STILL_TTC = 10.0  # s: an obstacle whose time-to-contact is longer than this is not coming closer
+MOTION_WINDOW = 0.5  # s: the car stands when the picture's median motion over this window is below `still`
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,12 @@ class Rules:
     ttc_window: float = 0.4
     min_score: float = 0.35
     ttc_brake: float = 1.2
-    ttc_lift: float = 2.5
+    ttc_lift: float = 1.2
     hold: float = 0.4
-    stuck: float = 3.0
+    stuck: float = 1.0
     escape: float = 1.0
+    still: float = 0.4
+    beside: float = 0.6
     classes: tuple[str, ...] = ("car", "truck", "cone", "barrier")
 
     @staticmethod
@@ -64,7 +68,7 @@ class Hit:
 class Track:
     box: np.ndarray  # (4,) x1, y1, x2, y2
     height: float  # box height at `t`, px (raw: a smoothed height lags and overstates the growth)
-    growth: float  # d(height)/dt over the last `ttc_window` s, px/s (0 until the track is 3 frames old)
+    growth: float  # d(height)/dt over the last `ttc_window` s, px/s (0 while it is within the box's jitter)
     t: float
     history: list[tuple[float, float]] = field(default_factory=list)  # (t, height) within the window
 
@@ -74,8 +78,10 @@ class FusionState:
     tracks: list[Track] = field(default_factory=list)
     until: dict[str, float] = field(default_factory=dict)  # override -> time it holds until
     steer: str | None = None  # the side an obstacle avoidance steers to, while it holds
-    idle_since: float | None = None  # since when no throttle has gone out
+    motion: list[tuple[float, float]] = field(default_factory=list)  # (t, picture motion) within MOTION_WINDOW
+    still_since: float | None = None  # since when the car has stood still
     escape: tuple[float, str | None] | None = None  # (until, side) of a way around what we stopped at
+    beside: dict[str, float] = field(default_factory=dict)  # side -> until when something is taken to be there
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -95,13 +101,26 @@ def update_tracks(state: FusionState, boxes: np.ndarray, now: float, window: flo
         best = max(state.tracks, key=lambda tr: _iou(tr.box, box), default=None)
         if best is not None and _iou(best.box, box) > 0.2 and now > best.t:
             history = [(t, hh) for t, hh in best.history if now - t <= window + 1e-9] + [(now, h)]
-            t0, h0 = history[0]
-            growth = (h - h0) / (now - t0) if len(history) >= 3 else 0.0
-            tracks.append(Track(box[:4].copy(), h, growth, now, history))
+            tracks.append(Track(box[:4].copy(), h, _growth(history, window), now, history))
         else:
             tracks.append(Track(box[:4].copy(), h, 0.0, now, [(now, h)]))
     state.tracks = tracks
     return tracks
+
+
+def _growth(history: list[tuple[float, float]], window: float) -> float:
+    """d(height)/dt, px/s (negative: it recedes): the least-squares slope over the history, once it spans most
+    of `window` and only when it stands clear of the box's jitter (twice its standard error); 0 otherwise. A
+    slope over a couple of frames, or between two end points, reads a one-pixel jitter of a far box as a crash
+    half a second away."""
+    if len(history) < 4 or history[-1][0] - history[0][0] < 0.75 * window:
+        return 0.0
+    t, h = np.asarray(history, np.float64).T  # (N,) times, (N,) heights
+    t = t - t.mean()
+    slope = float((t * (h - h.mean())).sum() / (t * t).sum())
+    residual = h - h.mean() - slope * t
+    error = np.sqrt((residual ** 2).sum() / (len(h) - 2) / (t * t).sum())
+    return slope if abs(slope) > 2 * error else 0.0
 
 
 def in_corridor(box: np.ndarray, width: int, height: int, rules: Rules) -> bool:
@@ -110,21 +129,56 @@ def in_corridor(box: np.ndarray, width: int, height: int, rules: Rules) -> bool:
     On flat ground that band has a constant width on the road, like the sum of two cars' half-widths: a car
     whose centre is inside it is on a collision course; one in the next lane is not, however close and tall
     (testing the box's overlap instead braked for every car being passed)."""
+    if box[0] <= 1 or box[2] >= width - 1:  # cut by the frame's side: beside us, its middle is further out
+        return False
     y = min(float(box[3]), height) / height
     depth = max(0.0, (y - rules.horizon) / (1 - rules.horizon))  # 0 at the horizon, 1 at the bottom
     half = rules.corridor * depth * width + 0.02 * width
     return abs((float(box[0]) + float(box[2])) / 2 - width / 2) < half
 
 
+def picture_motion(previous: np.ndarray, frame: np.ndarray) -> float:
+    """How far the road moved between two RGB frames: the mean absolute change of grey level (0-255) over the
+    lower half of both at 64x36. In the simulator: 0 when the car stands (up to 0.7 with traffic passing),
+    0.5-1 at 20 km/h, 2-10 at speed."""
+    a, b = (cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (64, 36), interpolation=cv2.INTER_AREA)[18:]
+            for f in (previous, frame))  # (18, 64) each
+    return float(cv2.absdiff(a, b).mean())
+
+
 def fuse(roles: dict[str, bool], detections: np.ndarray, class_names: list[str], size: tuple[int, int],
-         state: FusionState, now: float, rules: Rules) -> tuple[dict[str, bool], list[Hit]]:
-    """Keys by role after the crash-prevention rules, and the rules that fired."""
+         state: FusionState, now: float, rules: Rules,
+         motion: float | None = None) -> tuple[dict[str, bool], list[Hit]]:
+    """Keys by role after the crash-prevention rules, and the rules that fired. `motion`: `picture_motion` of
+    this frame against the last one (None: unknown, the car is never taken to stand)."""
+    out, hits = _ahead(roles, detections, class_names, size, state, now, rules, motion)
+    # Whatever else fired: never steer towards something beside us (a side swipe; the camera cannot see it).
+    for side in ("left", "right"):
+        if out[side] and state.beside.get(side, -np.inf) >= now:
+            out[side] = False
+            hits.append(Hit("keep_clear", f"no steering {side}: a vehicle beside us", {}))
+    return out, hits
+
+
+def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str], size: tuple[int, int],
+           state: FusionState, now: float, rules: Rules, motion: float | None) -> tuple[dict[str, bool], list[Hit]]:
+    """The rules for what is ahead, and for standing still."""
     width, height = size
+    if motion is not None:
+        state.motion = [(t, m) for t, m in state.motion if now - t < MOTION_WINDOW] + [(now, motion)]
+    standing = bool(state.motion) and float(np.median([m for _, m in state.motion])) < rules.still
+    state.still_since = (state.still_since if state.still_since is not None else now) if standing else None
     keep = [i for i, d in enumerate(detections) if d[4] >= rules.min_score
             and int(d[5]) < len(class_names) and class_names[int(d[5])] in rules.classes]
     boxes = detections[keep] if len(keep) else np.zeros((0, 6), np.float32)
     tracks = update_tracks(state, boxes, now, rules.ttc_window)
     out, hits = dict(roles), []
+    for box in boxes:  # tall and cut by the frame's side: beside us now, and for `beside` s after it leaves
+        if (box[3] - box[1]) / height >= rules.close_height:
+            if box[0] <= 1:
+                state.beside["left"] = now + rules.beside
+            if box[2] >= width - 1:
+                state.beside["right"] = now + rules.beside
 
     threat, ttc_min, close = None, np.inf, False
     for box, track in zip(boxes, tracks, strict=True):
@@ -132,7 +186,8 @@ def fuse(roles: dict[str, bool], detections: np.ndarray, class_names: list[str],
             continue
         tall = (box[3] - box[1]) / height
         ttc = track.height / track.growth if track.growth > 1e-6 and tall >= rules.min_height else np.inf
-        is_close = tall >= rules.close_height
+        # Close: tall, seen more than once (one frame's box may be a false one) and not pulling away from us.
+        is_close = tall >= rules.close_height and len(track.history) >= 2 and track.growth >= 0
         if ttc < ttc_min or (is_close and not close):
             threat, ttc_min, close = box, ttc, close or is_close
     numbers = {} if threat is None else {"ttc_s": round(float(ttc_min), 2), "height": round(
@@ -160,19 +215,17 @@ def fuse(roles: dict[str, bool], detections: np.ndarray, class_names: list[str],
             out["throttle"] = False
             hits.append(Hit("lift_for_obstacle", "release throttle", numbers))
 
-    # Stalled: no throttle for `stuck` seconds and nothing coming closer (the car stands at an obstacle it
-    # braked for, or the network, which has never stood still, does not pull away): drive on, around it.
-    if out["throttle"]:
-        state.idle_since = None
-    elif state.idle_since is None:
-        state.idle_since = now
-    idle = 0.0 if state.idle_since is None else now - state.idle_since
-    if 0 < rules.stuck <= idle and ttc_min > STILL_TTC:
+    # Stuck: the car has stood still for `stuck` seconds (the picture does not move) and nothing is coming
+    # closer. It stands at an obstacle it braked for, or the network, which has never seen its car stand still
+    # (one frame does not show speed), does not pull away: drive on, around it.
+    stood = 0.0 if state.still_since is None else now - state.still_since
+    if 0 < rules.stuck <= stood and ttc_min > STILL_TTC:
         side = "left" if roles["left"] else "right" if roles["right"] else None
         if side is None and threat is not None:  # away from it: to its free side, else the wider one
             side = _free_side(threat, boxes, width, height, rules) or (
                 "left" if (threat[0] + threat[2]) / 2 > width / 2 else "right")
-        state.escape, state.idle_since = (now + rules.escape, side), None
+        state.escape, state.still_since = (now + rules.escape, side), None
+        state.motion.clear()
         state.until.clear()
         return _go_around(dict(roles), side, numbers)
     return out, hits

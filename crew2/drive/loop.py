@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from crew2.drive.decoder import KeyDecoder
-from crew2.drive.fusion import FusionState, Hit, Rules, fuse
+from crew2.drive.fusion import FusionState, Hit, Rules, fuse, picture_motion
 from crew2.drive.senders import KeySender
 from crew2.model.engine import Engine
 
@@ -156,6 +156,7 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                     stats.bad_frames += 1
                     dog.heartbeat()
                     continue
+                motion = picture_motion(history[-1], frame) if history else None
                 history.append(frame)
                 while len(history) < info.frames:
                     history.appendleft(history[0])
@@ -169,7 +170,8 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                 t4 = clock()
                 hits: list[Hit] = []
                 if rules is not None:
-                    by_role, hits = fuse(by_role, pred.boxes, info.class_names, info.size, fusion_state, now_s, rules)
+                    by_role, hits = fuse(by_role, pred.boxes, info.class_names, info.size, fusion_state, now_s, rules,
+                                         motion)
                 want = {k: (by_role[role_of[k]] if k in role_of else bool(keys[i])) for i, k in enumerate(info.keys)}
                 t5 = clock()
                 sent = not dry_run and focused() and not control.paused.is_set()
