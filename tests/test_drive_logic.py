@@ -187,6 +187,18 @@ def test_picture_motion_tells_a_standing_car_from_a_moving_one():
     assert picture_motion(*still) < Rules().still, "a car held on the brake does not move the picture"
 
 
+def test_going_around_never_steers_into_a_vehicle_beside_us():
+    rules = Rules(stuck=1.0, beside=0.6)
+    cone = det(100, 80, 130, 125, cls=2)  # close ahead, right of centre: the way around is left...
+    left_car = det(0, 30, 60, 130)  # ...but a car is passing on the left
+    results = run([[cone, left_car] for _ in range(40)], rules=rules, motion=0.0)
+    keys, hits = results[25]
+    assert [h.rule for h in hits][:1] == ["go_around"] and keys["right"] and not keys["left"], "the other way"
+    both = det(200, 30, 256, 130)  # and another on the right: boxed in behind something close, so it waits
+    results = run([[cone, left_car, both] for _ in range(40)], rules=rules, motion=0.0)
+    assert all(keys["brake"] and not keys["throttle"] for keys, _ in results[1:])
+
+
 def test_an_obstacle_still_closing_in_is_never_driven_around():
     frames = []
     for i in range(100):  # a car 12 m ahead, closing at 1.5 m/s: close, and still closing 5 s later

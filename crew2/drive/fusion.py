@@ -224,6 +224,11 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
         if side is None and threat is not None:  # away from it: to its free side, else the wider one
             side = _free_side(threat, boxes, width, height, rules) or (
                 "left" if (threat[0] + threat[2]) / 2 > width / 2 else "right")
+        if state.beside.get(side or "", -np.inf) >= now:  # not into a vehicle beside us: the other way, if free
+            other = "right" if side == "left" else "left"
+            side = other if state.beside.get(other, -np.inf) < now else None
+        if side is None and close:  # boxed in with something close ahead: driving on is a crash, wait
+            return out, hits
         state.escape, state.still_since = (now + rules.escape, side), None
         state.motion.clear()
         state.until.clear()
