@@ -85,3 +85,30 @@ def test_missing_window_is_a_clear_error(xvfb):
             x11.find_window(dpy, "no such game 1234")
     finally:
         dpy.close()
+
+
+def test_a_window_that_closes_is_a_clear_error(xvfb):
+    from Xlib import X
+
+    from crew2.record.sources import X11Window
+
+    dpy = x11.open_display(xvfb)
+    try:
+        root = dpy.screen().root
+        win = root.create_window(0, 0, 64, 48, 0, X.CopyFromParent)
+        win.set_wm_name("a game about to quit")
+        win.map()
+        dpy.sync()
+        window = X11Window("a game about to quit", display=xvfb)
+        assert window.rect().width == 64
+        x11.focus(dpy, win)
+        assert window.focused()
+        win.destroy()  # the focus goes back to the root window
+        dpy.sync()
+        with pytest.raises(Crew2Error, match="the window 'a game about to quit' closed"):
+            window.focused()
+        with pytest.raises(Crew2Error, match="closed"):
+            window.rect()
+        window.close()
+    finally:
+        dpy.close()

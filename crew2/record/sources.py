@@ -207,10 +207,22 @@ class X11Window:
         self.title = title
 
     def rect(self) -> x11.Rect:
-        return x11.window_rect(self.dpy, self.win)
+        with self._gone():
+            return x11.window_rect(self.dpy, self.win)
 
     def focused(self) -> bool:
-        return x11.is_related(self.dpy, x11.focused_window(self.dpy), self.win)
+        with self._gone():
+            return x11.is_related(self.dpy, x11.focused_window(self.dpy), self.win)
+
+    @contextmanager
+    def _gone(self):
+        """The game closed its window (BadWindow): a clear error, not an X protocol traceback."""
+        from Xlib.error import XError
+
+        try:
+            yield
+        except XError as e:
+            raise Crew2Error(f"the window '{self.title}' closed") from e
 
     def source(self, max_fps: float = 120.0) -> ThreadedCapture:
         def open_grabber():
