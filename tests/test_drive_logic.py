@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from crew2.drive.decoder import DecoderConfig, KeyDecoder
-from crew2.drive.fusion import FusionState, Rules, fuse, in_corridor, picture_motion
+from crew2.drive.fusion import FusionState, Rules, fuse, in_corridor, picture, picture_motion
 from crew2.errors import Crew2Error
 
 KEYS = ["w", "a", "s", "d"]
@@ -180,11 +180,15 @@ def test_picture_motion_tells_a_standing_car_from_a_moving_one():
     frames = [env.reset(seed=3)[0]]
     for throttle in [True] * 40 + [False] * 3:  # 2 s of throttle: about 60 km/h
         frames.append(env.step(env.action_of(throttle, False, False, False))[0])
-    assert picture_motion(frames[0], frames[0]) == 0.0
-    assert picture_motion(frames[-2], frames[-1]) > 1.0, "at speed the road moves"
+    seen = [picture(f) for f in frames]
+    assert picture_motion(seen[0], seen[0]) == 0.0
+    assert picture_motion(seen[-1], seen[-2], seen[-3]) > 1.0, "at speed the road moves"
     standing = SimEnv(SimConfig(traffic=0, obstacles=0))
     still = [standing.reset(seed=3)[0], standing.step(standing.action_of(False, True, False, False))[0]]
-    assert picture_motion(*still) < Rules().still, "a car held on the brake does not move the picture"
+    assert picture_motion(picture(still[1]), picture(still[0])) < Rules().still, "held on the brake: it stands"
+    shaken = [seen[-1], seen[-2], seen[-1]]  # pinned: flipping between two pictures every frame
+    assert picture_motion(shaken[2], shaken[1]) > Rules().still
+    assert picture_motion(shaken[2], shaken[1], shaken[0]) == 0.0, "against two frames back it stands"
 
 
 def test_going_around_never_steers_into_a_vehicle_beside_us():

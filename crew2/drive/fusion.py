@@ -34,7 +34,7 @@ class Rules:
     ttc_brake: float = 1.2
     ttc_lift: float = 1.2
     hold: float = 0.4
-    stuck: float = 1.0
+    stuck: float = 3.0
     escape: float = 1.0
     still: float = 0.4
     beside: float = 0.6
@@ -137,13 +137,17 @@ def in_corridor(box: np.ndarray, width: int, height: int, rules: Rules) -> bool:
     return abs((float(box[0]) + float(box[2])) / 2 - width / 2) < half
 
 
-def picture_motion(previous: np.ndarray, frame: np.ndarray) -> float:
-    """How far the road moved between two RGB frames: the mean absolute change of grey level (0-255) over the
-    lower half of both at 64x36. In the simulator: 0 when the car stands (up to 0.7 with traffic passing),
-    0.5-1 at 20 km/h, 2-10 at speed."""
-    a, b = (cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (64, 36), interpolation=cv2.INTER_AREA)[18:]
-            for f in (previous, frame))  # (18, 64) each
-    return float(cv2.absdiff(a, b).mean())
+def picture(frame: np.ndarray) -> np.ndarray:
+    """What shows whether the car moves: the lower half of an RGB frame, grey, at 64x36 -> (18, 64) uint8."""
+    return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (64, 36), interpolation=cv2.INTER_AREA)[18:]
+
+
+def picture_motion(now: np.ndarray, *earlier: np.ndarray) -> float:
+    """How far the road moved: the mean absolute change of grey level (0-255) from the closest of the `earlier`
+    pictures (`picture`) to `now`. In the simulator: 0 when the car stands (up to 0.7 with traffic passing),
+    0.5-1 at 20 km/h, 2-10 at speed. Give it the last two frames: a car pinned against something can be shaken
+    between two positions every frame (the picture flips, and never reads as standing against the last one)."""
+    return min(float(cv2.absdiff(now, e).mean()) for e in earlier)
 
 
 def fuse(roles: dict[str, bool], detections: np.ndarray, class_names: list[str], size: tuple[int, int],

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from crew2.drive.decoder import KeyDecoder
-from crew2.drive.fusion import FusionState, Hit, Rules, fuse, picture_motion
+from crew2.drive.fusion import FusionState, Hit, Rules, fuse, picture, picture_motion
 from crew2.drive.senders import KeySender
 from crew2.model.engine import Engine
 
@@ -125,6 +125,7 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
     role_of = {key: role for role, key in info.roles.items()}
     role_index = {role: info.keys.index(key) for role, key in info.roles.items()}  # once, not every frame
     history: deque[np.ndarray] = deque(maxlen=info.frames)
+    recent: deque[np.ndarray] = deque(maxlen=2)  # the last two frames' `picture`s: is the car moving
     fusion_state = FusionState()
     period, start = 1.0 / fps, clock()
     next_tick = start
@@ -156,7 +157,9 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                     stats.bad_frames += 1
                     dog.heartbeat()
                     continue
-                motion = picture_motion(history[-1], frame) if history else None
+                seen = picture(frame)
+                motion = picture_motion(seen, *recent) if recent else None
+                recent.append(seen)
                 history.append(frame)
                 while len(history) < info.frames:
                     history.appendleft(history[0])
