@@ -129,12 +129,22 @@ def in_corridor(box: np.ndarray, width: int, height: int, rules: Rules) -> bool:
     On flat ground that band has a constant width on the road, like the sum of two cars' half-widths: a car
     whose centre is inside it is on a collision course; one in the next lane is not, however close and tall
     (testing the box's overlap instead braked for every car being passed)."""
-    if box[0] <= 1 or box[2] >= width - 1:  # cut by the frame's side: beside us, its middle is further out
+    if _cut_sides(box, width):  # cut by the frame's side: beside us, its middle is further out
         return False
     y = min(float(box[3]), height) / height
     depth = max(0.0, (y - rules.horizon) / (1 - rules.horizon))  # 0 at the horizon, 1 at the bottom
     half = rules.corridor * depth * width + 0.02 * width
     return abs((float(box[0]) + float(box[2])) / 2 - width / 2) < half
+
+
+def _cut_sides(box: np.ndarray, width: int) -> list[str]:
+    """The sides of the frame that cut this box: where it runs out of the picture."""
+    return [side for side, cut in (("left", box[0] <= 1), ("right", box[2] >= width - 1)) if cut]
+
+
+def _beside(state: FusionState, now: float) -> set[str]:
+    """The sides where something is taken to be beside us now."""
+    return {side for side, until in state.beside.items() if until >= now}
 
 
 def picture(frame: np.ndarray) -> np.ndarray:
@@ -154,11 +164,11 @@ def fuse(roles: dict[str, bool], detections: np.ndarray, class_names: list[str],
          state: FusionState, now: float, rules: Rules,
          motion: float | None = None) -> tuple[dict[str, bool], list[Hit]]:
     """Keys by role after the crash-prevention rules, and the rules that fired. `motion`: `picture_motion` of
-    this frame against the last one (None: unknown, the car is never taken to stand)."""
+    this frame against the last two (None: unknown, the car is never taken to stand)."""
     out, hits = _ahead(roles, detections, class_names, size, state, now, rules, motion)
     # Whatever else fired: never steer towards something beside us (a side swipe; the camera cannot see it).
-    for side in ("left", "right"):
-        if out[side] and state.beside.get(side, -np.inf) >= now:
+    for side in sorted(_beside(state, now)):
+        if out[side]:
             out[side] = False
             hits.append(Hit("keep_clear", f"no steering {side}: a vehicle beside us", {}))
     return out, hits
@@ -171,7 +181,10 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
     if motion is not None:
         state.motion = [(t, m) for t, m in state.motion if now - t < MOTION_WINDOW] + [(now, motion)]
     standing = bool(state.motion) and float(np.median([m for _, m in state.motion])) < rules.still
-    state.still_since = (state.still_since if state.still_since is not None else now) if standing else None
+    if not standing:
+        state.still_since = None
+    elif state.still_since is None:
+        state.still_since = now
     keep = [i for i, d in enumerate(detections) if d[4] >= rules.min_score
             and int(d[5]) < len(class_names) and class_names[int(d[5])] in rules.classes]
     boxes = detections[keep] if len(keep) else np.zeros((0, 6), np.float32)
@@ -179,10 +192,7 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
     out, hits = dict(roles), []
     for box in boxes:  # tall and cut by the frame's side: beside us now, and for `beside` s after it leaves
         if (box[3] - box[1]) / height >= rules.close_height:
-            if box[0] <= 1:
-                state.beside["left"] = now + rules.beside
-            if box[2] >= width - 1:
-                state.beside["right"] = now + rules.beside
+            state.beside.update({side: now + rules.beside for side in _cut_sides(box, width)})
 
     threat, ttc_min, close = None, np.inf, False
     for box, track in zip(boxes, tracks, strict=True):
@@ -228,9 +238,10 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
         if side is None and threat is not None:  # away from it: to its free side, else the wider one
             side = _free_side(threat, boxes, width, height, rules) or (
                 "left" if (threat[0] + threat[2]) / 2 > width / 2 else "right")
-        if state.beside.get(side or "", -np.inf) >= now:  # not into a vehicle beside us: the other way, if free
+        beside = _beside(state, now)
+        if side in beside:  # not into a vehicle beside us: the other way, if free
             other = "right" if side == "left" else "left"
-            side = other if state.beside.get(other, -np.inf) < now else None
+            side = other if other not in beside else None
         if side is None and close:  # boxed in with something close ahead: driving on is a crash, wait
             return out, hits
         state.escape, state.still_since = (now + rules.escape, side), None

@@ -157,9 +157,11 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                     stats.bad_frames += 1
                     dog.heartbeat()
                     continue
-                seen = picture(frame)
-                motion = picture_motion(seen, *recent) if recent else None
-                recent.append(seen)
+                motion = None
+                if rules is not None:  # only crash prevention asks whether the car moves
+                    seen = picture(frame)
+                    motion = picture_motion(seen, *recent) if recent else None
+                    recent.append(seen)
                 history.append(frame)
                 while len(history) < info.frames:
                     history.appendleft(history[0])
