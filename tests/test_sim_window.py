@@ -103,12 +103,19 @@ def test_a_window_that_closes_is_a_clear_error(xvfb):
         assert window.rect().width == 64
         x11.focus(dpy, win)
         assert window.focused()
-        win.destroy()  # the focus goes back to the root window
-        dpy.sync()
-        with pytest.raises(Crew2Error, match="the window 'a game about to quit' closed"):
-            window.focused()
-        with pytest.raises(Crew2Error, match="closed"):
-            window.rect()
+        with window.source() as capture:  # the drive loop's own capture thread, on its own connection
+            assert capture.grab().shape == (48, 64, 3)
+            win.destroy()  # the focus goes back to the root window
+            dpy.sync()
+            with pytest.raises(Crew2Error, match="the window 'a game about to quit' closed"):
+                window.focused()
+            with pytest.raises(Crew2Error, match="closed"):
+                window.rect()
+            deadline = time.monotonic() + 5
+            with pytest.raises(Crew2Error, match=r"^the window 'a game about to quit' closed$"):
+                while time.monotonic() < deadline:
+                    capture.grab()
+                    time.sleep(0.02)
         window.close()
     finally:
         dpy.close()

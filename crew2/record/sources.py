@@ -154,6 +154,8 @@ class ThreadedCapture:
 
     def grab(self) -> np.ndarray:
         with self._fresh:
+            if isinstance(self._error, Crew2Error):  # already says what happened (the window closed)
+                raise self._error
             if self._error is not None:
                 raise Crew2Error(f"{self.name}: capture failed: {self._error}") from self._error
             self.frame_started = self._started
@@ -228,7 +230,11 @@ class X11Window:
         def open_grabber():
             dpy = x11.open_display(self.display)  # its own connection: Xlib is not thread-safe
             win = dpy.create_resource_object("window", self.win.id)
-            return _mss_region(self.display, lambda: x11.window_rect(dpy, win))
+
+            def rect() -> x11.Rect:
+                with self._gone():
+                    return x11.window_rect(dpy, win)
+            return _mss_region(self.display, rect)
         return ThreadedCapture(open_grabber, f"window '{self.title}'", max_fps)
 
     def close(self) -> None:
