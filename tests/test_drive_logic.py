@@ -49,14 +49,15 @@ DRIVING = {"throttle": True, "brake": False, "left": False, "right": False}
 
 
 def run(frames: list[list[list[float]]], dt: float = 0.05, rules: Rules | None = None, keys=None,
-        motion: float | None = 5.0):
+        motion: float | list[float] | None = 5.0):
     """Feed a sequence of detection lists; return the keys and hits after each frame. `motion`: how much the
-    picture moves every frame (5: driving; 0: the car stands)."""
+    picture moves every frame (5: driving; 0: the car stands), or a list of it, one per frame."""
     state, rules = FusionState(), rules or Rules()
+    motions = motion if isinstance(motion, list) else [motion] * len(frames)
     out = []
-    for i, boxes in enumerate(frames):
+    for i, (boxes, m) in enumerate(zip(frames, motions, strict=True)):
         out.append(fuse(dict(keys or DRIVING), np.array(boxes, np.float32).reshape(-1, 6), NAMES, (W, H), state,
-                        i * dt, rules, motion))
+                        i * dt, rules, m))
     return out
 
 
@@ -165,10 +166,7 @@ def test_a_network_that_stands_still_is_made_to_pull_away():
     assert all(out == (idle, []) for out in run(nothing, rules=Rules(stuck=2.0), keys=idle, motion=3.0))
     assert all(out == (idle, []) for out in run(nothing, rules=Rules(stuck=2.0), keys=idle, motion=None))
     # Traffic passing a car that stands moves part of the picture for a few frames: it still stands.
-    passing = [0.0] * 10 + [2.0, 2.5] + [0.0] * 38
-    state, outs = FusionState(), []
-    for i, m in enumerate(passing):
-        outs.append(fuse(dict(idle), np.zeros((0, 6), np.float32), NAMES, (W, H), state, i * 0.05, Rules(stuck=2.0), m))
+    outs = run(nothing, rules=Rules(stuck=2.0), keys=idle, motion=[0.0] * 10 + [2.0, 2.5] + [0.0] * 38)
     assert [h.rule for h in outs[40][1]] == ["go_around"]
 
 

@@ -209,8 +209,12 @@ class X11Window:
         self.title = title
 
     def rect(self) -> x11.Rect:
+        return self._rect(self.dpy, self.win)
+
+    def _rect(self, dpy, win) -> x11.Rect:
+        """The window's client area through this X connection (the capture thread has its own)."""
         with self._gone():
-            return x11.window_rect(self.dpy, self.win)
+            return x11.window_rect(dpy, win)
 
     def focused(self) -> bool:
         with self._gone():
@@ -230,11 +234,7 @@ class X11Window:
         def open_grabber():
             dpy = x11.open_display(self.display)  # its own connection: Xlib is not thread-safe
             win = dpy.create_resource_object("window", self.win.id)
-
-            def rect() -> x11.Rect:
-                with self._gone():
-                    return x11.window_rect(dpy, win)
-            return _mss_region(self.display, rect)
+            return _mss_region(self.display, lambda: self._rect(dpy, win))
         return ThreadedCapture(open_grabber, f"window '{self.title}'", max_fps)
 
     def close(self) -> None:
