@@ -316,6 +316,7 @@ def record(
     discard_seconds: Annotated[float, typer.Option(help="What F8 throws away, in seconds.")] = 5.0,
     seed: Seed = 0,
     noise: Annotated[float, typer.Option(help="sim: autopilot key perturbations per second (DART).")] = 0.0,
+    late: Annotated[float, typer.Option(help="sim: share of the autopilot's lane changes held back 1-4 s.")] = 0.0,
     randomize: Randomize = False,
     traffic: Traffic = 1.0, obstacles: Obstacles = 1.0,
 ) -> None:
@@ -334,7 +335,7 @@ def record(
         source=source, out=out_path, fps=fps, width=width, height=height, quality=quality, seconds=seconds,
         frames=frames, profile=profile_from_keys(keys) if keys else load_profile(profile), window=window,
         region=parse_region(region) if region else None, monitor=monitor, countdown=countdown,
-        discard_seconds=discard_seconds, seed=seed, noise=noise,
+        discard_seconds=discard_seconds, seed=seed, noise=noise, late=late,
         sim=sim_config(width, height, 3, traffic, obstacles, 5.0, randomize, fps=fps) if source == "sim" else None)
     live = Live(console=out, refresh_per_second=4, transient=True)
     shown = [0.0]

@@ -28,7 +28,8 @@ def sim_truth(path: Path) -> dict[int, tuple[np.ndarray, int]]:
     config = SimConfig(**meta.sim["config"])
     profile = KeyProfile(meta.profile, tuple(meta.keys), dict(meta.roles))
     updates = {}
-    with SimSource(config, profile, seed=int(meta.sim["seed"]), noise=float(meta.sim["noise"])) as src:
+    with SimSource(config, profile, seed=int(meta.sim["seed"]), noise=float(meta.sim["noise"]),
+                   late=float(meta.sim.get("late", 0.0))) as src:
         for i in range(n):
             src.grab()
             if not np.array_equal(src.read(), keys[i]):

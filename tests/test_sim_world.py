@@ -12,7 +12,7 @@ from crew2.errors import Crew2Error
 from crew2.sim.autopilot import Autopilot, NoisyAutopilot
 from crew2.sim.env import SimEnv
 from crew2.sim.render import Appearance, Renderer
-from crew2.sim.world import CAR, CLASSES, CONE, TRUCK, Objects, SimConfig, World
+from crew2.sim.world import BARRIER, CAR, CLASSES, CONE, TRUCK, Objects, SimConfig, World
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,6 +162,39 @@ def test_noisy_autopilot_perturbs_keys_but_labels_the_expert():
     assert differing > 20
     assert abs(world.player.d - world.track.lane_centre(1)) < 3  # it recovered, still on the road
     assert world.metrics.offroad_time < 2
+
+
+def test_autopilot_pulls_out_from_a_standstill_off_its_lane_behind_a_closed_lane():
+    # A noisy drive left the car standing astride two lanes, just behind a cone, with a barrier ahead: it
+    # used to wait there for good (too close to what it overlapped to roll, and it steers only rolling).
+    world = world_with([(BARRIER, 10.2 + 8.0, 1, 0.0), (CONE, 10.2 + 2.0, 1, 0.0)])
+    world.objects.d[1] = 0.2
+    world.player.s, world.player.d, world.player.v = 10.2, -1.99, 0.0
+    pilot = Autopilot()
+    for _ in range(200):
+        world.step(*pilot.act(world))
+    assert world.player.s > world.objects.s[0] + 20
+    assert world.metrics.collisions == 0
+
+
+def test_late_lane_changes_keep_the_lane_a_while_but_label_the_change():
+    def run(late: float) -> tuple[int, float, int]:
+        world = world_with([(CAR, 60, 1, 10.0)])
+        world.player.v = 25.0
+        noisy = NoisyAutopilot(Autopilot(), rate=0.0, seed=0, fps=world.config.fps, late=late)
+        held = 0
+        for _ in range(160):  # 8 s: the car stays in the traffic window (it is not wrapped ahead)
+            executed, label = noisy.act(world)
+            held += executed[2:] != label[2:]
+            world.step(*executed)
+        return held, world.player.s - world.objects.s[0], world.metrics.collisions
+
+    assert run(0.0)[0] == 0
+    held, ahead, collisions = run(1.0)
+    assert held >= 20  # at least a second of steering held back while the label says change lanes
+    assert ahead > 10 and collisions == 0  # it slowed behind the car and then overtook it
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        NoisyAutopilot(Autopilot(), rate=0.0, seed=0, fps=20, late=1.5)
 
 
 @pytest.mark.parametrize("kwargs", [dict(width=0), dict(height=-5), dict(lanes=7), dict(traffic=-1),

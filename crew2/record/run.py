@@ -45,6 +45,7 @@ class RecordConfig:
     sim: SimConfig | None = None
     seed: int = 0
     noise: float = 0.0
+    late: float = 0.0  # sim: share of the autopilot's lane changes held back (see NoisyAutopilot)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -59,6 +60,8 @@ class RecordConfig:
             raise Crew2Error("--source window needs --window TITLE (a part of the game window's title)")
         if self.source == "sim" and self.seconds is None and self.frames is None:
             raise Crew2Error("the sim records until told: give --seconds or --frames")
+        if not 0 <= self.late <= 1:
+            raise Crew2Error(f"--late must be between 0 and 1, not {self.late}")
         if self.countdown < 0 or self.discard_seconds < 0:
             raise Crew2Error("--countdown and --discard-seconds must be zero or more")
         self.out = self.out or Path("sessions") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.source}.h5"
@@ -126,10 +129,10 @@ def record(config: RecordConfig, on_tick: Callable[[RecordStats], None] | None =
 def _record_sim(config: RecordConfig, on_tick) -> RecordStats:
     sim = config.sim or SimConfig(width=config.width, height=config.height, fps=config.fps)
     meta = _meta(config, None, driver="autopilot")
-    meta.sim = {"seed": config.seed, "noise": config.noise, "config": dataclasses.asdict(sim)}
+    meta.sim = {"seed": config.seed, "noise": config.noise, "late": config.late, "config": dataclasses.asdict(sim)}
     writer = BackgroundWriter(config.out, meta)
     try:
-        with SimSource(sim, config.profile, seed=config.seed, noise=config.noise) as src:
+        with SimSource(sim, config.profile, seed=config.seed, noise=config.noise, late=config.late) as src:
             stats = record_loop(src, src, writer, fps=config.fps, size=(config.width, config.height),
                                 realtime=False, max_frames=config.frames, max_seconds=config.seconds,
                                 on_tick=on_tick)

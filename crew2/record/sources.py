@@ -38,13 +38,18 @@ class KeyReader(Protocol):
 class SimSource:
     """The built-in game, in-process. Its autopilot plays (with optional DART noise); as a key reader it
     returns what the expert wanted for the last grabbed frame, and `boxes` that frame's ground truth.
-    Episodes follow each other with seeds seed, seed + 1, ..."""
+    Episodes follow each other with seeds seed, seed + 1, ...; one also ends when the car has stood still
+    for `STANDING` seconds (a noisy drive that left it where the expert cannot get out, say between two
+    closed lanes: minutes of standing frames would teach a network to stand)."""
+
+    STANDING = 5.0
 
     name = "sim"
 
-    def __init__(self, config: SimConfig, profile: KeyProfile, seed: int = 0, noise: float = 0.0):
+    def __init__(self, config: SimConfig, profile: KeyProfile, seed: int = 0, noise: float = 0.0,
+                 late: float = 0.0):
         self.env = SimEnv(config, profile)
-        self.seed, self.noise = seed, noise
+        self.seed, self.noise, self.late = seed, noise, late
         self.label = np.zeros(len(profile.keys), np.uint8)
         self.truth = np.zeros((0, 5), np.float32)
         self.box_source = SIM_TRUTH
@@ -58,7 +63,9 @@ class SimSource:
 
     def _new_episode(self) -> None:
         self.env.reset(seed=self.seed)
-        self.driver = NoisyAutopilot(Autopilot(), self.noise, seed=self.seed, fps=self.env.config.fps)
+        self.standing = 0
+        self.driver = NoisyAutopilot(Autopilot(), self.noise, seed=self.seed, fps=self.env.config.fps,
+                                     late=self.late)
 
     def grab(self) -> np.ndarray:
         frame = self.env.frame
@@ -66,7 +73,8 @@ class SimSource:
         executed, label = self.driver.act(self.env.world)
         self.label = self.env.action_of(*label).astype(np.uint8)
         _, _, terminated, truncated, _ = self.env.step(self.env.action_of(*executed))
-        if terminated or truncated:
+        self.standing = self.standing + 1 if self.env.world.player.v < 0.5 else 0
+        if terminated or truncated or self.standing > self.STANDING * self.env.config.fps:
             self.seed += 1
             self._new_episode()
         return frame.image

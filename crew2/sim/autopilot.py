@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crew2.sim.track import LANE_WIDTH
-from crew2.sim.world import PLAYER_LENGTH, PLAYER_WIDTH, World
+from crew2.sim.world import CONE, PLAYER_LENGTH, PLAYER_WIDTH, World
 
 RoleKeys = tuple[bool, bool, bool, bool]  # throttle, brake, left, right (keys.ROLES order)
 
@@ -28,9 +28,11 @@ class Autopilot:
 
     def __post_init__(self) -> None:
         self.target_lane: int | None = None
+        self.standing = 0.0  # s the car has stood still
 
     def reset(self) -> None:
         self.target_lane = None
+        self.standing = 0.0
 
     def act(self, world: World) -> RoleKeys:
         p, track = world.player, world.track
@@ -39,12 +41,21 @@ class Autopilot:
         if self.target_lane is None:
             self.target_lane = own
         look = max(40.0, p.v * self.look_time)
+        if p.v < 1.0:
+            self.standing += world.config.dt
+        elif self.target_lane == own:  # moving again, and not in the middle of a lane change: the wait is over
+            self.standing = 0.0
+        # Room it leaves to traffic coming up from behind in a lane it moves into: 1.5 s of closing speed.
+        # Once it has stood 2 s behind something while a queue streams past beside it, it noses in: 0.9 s
+        # (traffic brakes for it), and a car just ahead that is pulling away does not count; until it is in
+        # the new lane (judged the patient way as soon as it rolled, it would turn back).
+        impatient = self.standing > 2.0
         free = [self._free_ahead(world, lane) for lane in range(track.lanes)]  # (gap m, leader speed)
 
         # Lane choice: leave a lane whose leader is close and slower than us, for a clear neighbour with
         # more room; commit to a change until we are in the new lane, unless it stops being clear.
         target = self.target_lane
-        if target != own and not self._clear_beside(world, target):
+        if target != own and not self._clear_beside(world, target, impatient):
             target = own  # the lane we were moving into stopped being clear: stay
         elif target == own:
             gap, lead_v = free[own]
@@ -53,33 +64,49 @@ class Autopilot:
                     beyond = c + (c - own)
                     return max(free[c][0], free[beyond][0] if 0 <= beyond < track.lanes else 0.0)
 
-                options = [c for c in (own - 1, own + 1) if 0 <= c < track.lanes and self._clear_beside(world, c)
-                           and free[c][0] >= gap and room(c) > gap + 15]
+                options = [c for c in (own - 1, own + 1) if 0 <= c < track.lanes and free[c][0] >= gap
+                           and room(c) > gap + 15 and self._clear_beside(world, c, impatient)]
                 if options:
                     target = max(options, key=lambda c: (room(c), -abs(c - track.lanes // 2)))
         self.target_lane = target
 
-        # Speed: cruise, slowed for curves ahead and for whatever is ahead in the lanes we occupy.
+        # Speed: cruise, slowed for curves ahead and for whatever is ahead in the car's way: what it overlaps
+        # now and what is in the target lane. Something it overlaps now but is steering away from (it is
+        # moving out of a blocked lane, or was pushed off its lane's centre) it creeps up to, keeping the
+        # room it needs to steer clear (about 1.5 m of road per metre sideways when slow): the car needs
+        # speed to steer, and standing still behind it, it would never get past.
         k_max = float(np.abs(track.curvature_at(p.s + np.linspace(0, p.v * 2.5 + 30, 12))).max())
         v_curve = np.sqrt(0.6 * world.LATERAL / (world.DRIFT * max(k_max, 1e-6)))
-        lanes_used = {own, target, int(track.lane_of(p.d - PLAYER_WIDTH / 2)),
-                      int(track.lane_of(p.d + PLAYER_WIDTH / 2))}
-        v_safe = cruise
-        for lane in lanes_used:
-            gap, lead_v = free[lane]
-            # Moving out of a blocked lane: creep up closer, the car needs speed to steer.
-            margin = 1.5 if (lane == own and target != own) else 7.0 + self.headway * lead_v
-            room = max(0.0, gap - margin)
-            v_safe = min(v_safe, lead_v + np.sqrt(2 * self.decel * room))
+        o = world.objects
+        reach = (o.width + PLAYER_WIDTH) / 2 + 0.3
+        in_target = np.abs(o.d - float(track.lane_centre(target))) < reach
+        overlap = reach - np.abs(o.d - p.d)  # how far the car must move sideways to pass it, m
+        in_way = o.alive & (in_target | (overlap > 0))
+        gap = o.s - o.length / 2 - (p.s + PLAYER_LENGTH / 2)
+        ahead = np.flatnonzero(in_way & (gap > -1.0))
+        # Stood 4 s with a clear lane beside it but too close to steer out: it rolls out anyway, up to a
+        # barrier, through a cone (knocked away: a collision, but no worse than standing there for good).
+        if self.standing > 4.0 and target != own:
+            creep = np.where(o.cls[ahead] == CONE, -np.inf, 0.3)
+        else:
+            creep = 1.5 + 1.5 * overlap[ahead]
+        margin = np.where(in_target[ahead], 7.0 + self.headway * o.v[ahead], creep)
+        room = np.maximum(0.0, gap[ahead] - margin)
+        v_safe = float(np.min(o.v[ahead] + np.sqrt(2 * self.decel * room), initial=cruise))
         v_want = min(cruise, v_curve, v_safe)
         throttle = p.v < v_want - 0.3
         brake = p.v > v_want + 2.0
 
-        # Steering: aim at the target lane's centre, judged where we will be in 0.35 s.
+        return (throttle, brake, *self.steer(world, target))
+
+    @staticmethod
+    def steer(world: World, lane: int) -> tuple[bool, bool]:
+        """Left, right: aim at `lane`'s centre, judged where we will be in 0.35 s."""
+        p, track = world.player, world.track
         grip = min(1.0, p.v / 8.0)
         d_rate = p.steer * world.LATERAL * grip - world.DRIFT * float(track.curvature_at(p.s)) * p.v ** 2
-        error = float(track.lane_centre(target)) - (p.d + 0.35 * d_rate)
-        return throttle, brake, error < -0.25, error > 0.25
+        error = float(track.lane_centre(lane)) - (p.d + 0.35 * d_rate)
+        return error < -0.25, error > 0.25
 
     @staticmethod
     def _free_ahead(world: World, lane: int) -> tuple[float, float]:
@@ -95,7 +122,7 @@ class Autopilot:
         return float(gap[k]), float(o.v[k])
 
     @staticmethod
-    def _clear_beside(world: World, lane: int) -> bool:
+    def _clear_beside(world: World, lane: int, impatient: bool = False) -> bool:
         """Nothing in `lane` from a little behind us to a little ahead, so we can move into it."""
         o, p = world.objects, world.player
         centre = float(world.track.lane_centre(lane))
@@ -103,27 +130,48 @@ class Autopilot:
         rel = o.s - p.s
         reach = (o.length + PLAYER_LENGTH) / 2
         closing = np.maximum(p.v - o.v, 0.0)  # a slow car ahead in that lane needs more room
-        beside = (rel > -reach - 4.0 - np.maximum(o.v - p.v, 0) * 1.5) & (rel < reach + 6.0 + closing * 1.2)
+        faster = np.maximum(o.v - p.v, 0)
+        behind, away = (0.9, 0.5) if impatient else (1.5, 0.0)
+        beside = (rel > -reach - 4.0 - faster * behind) & (rel < reach + 6.0 + closing * 1.2 - faster * away)
         return not bool((in_lane & beside).any())
 
 
 class NoisyAutopilot:
-    """The expert with DART-style perturbations: `act` returns (executed keys, the expert's keys)."""
+    """The expert with DART-style perturbations: `act` returns (executed keys, the expert's keys).
 
-    def __init__(self, expert: Autopilot, rate: float, seed: int, fps: float):
+    `late` is the share of the expert's lane changes that are held back for 1-4 s: the car keeps its lane
+    and slows for what it wanted to leave the lane for, so the recording holds what the expert does when it
+    comes close to a cone or a slower car in its lane (a learner that did not change lanes early ends up
+    there; the expert decides about 100 m ahead, where an obstacle is a few pixels)."""
+
+    def __init__(self, expert: Autopilot, rate: float, seed: int, fps: float, late: float = 0.0):
         if rate < 0:
             raise ValueError(f"noise rate must be zero or more, not {rate}")
-        self.expert, self.rate, self.fps = expert, rate, fps
+        if not 0 <= late <= 1:
+            raise ValueError(f"the share of late lane changes must be between 0 and 1, not {late}")
+        self.expert, self.rate, self.fps, self.late = expert, rate, fps, late
         self.rng = np.random.default_rng(seed)
+        self.late_rng = np.random.default_rng([seed, 1])  # its own stream: late=0 replays as before
         self.steps_left, self.perturbation = 0, (False, False, False, False)
         self.steer_only = True
+        self.held = 0
 
     def reset(self) -> None:
         self.expert.reset()
-        self.steps_left = 0
+        self.steps_left = self.held = 0
 
     def act(self, world: World) -> tuple[RoleKeys, RoleKeys]:
+        before = self.expert.target_lane
         label = self.expert.act(world)
+        if self.late:
+            own, target = int(world.track.lane_of(world.player.d)), self.expert.target_lane
+            if target not in (before, own) and self.late_rng.random() < self.late:  # it just chose to change
+                self.held = int(self.late_rng.uniform(1.0, 4.0) * self.fps)
+            if target == own:
+                self.held = 0
+            if self.held:  # the lane change held back: keep the lane, at the expert's speed
+                self.held -= 1
+                return (label[0], label[1], *self.expert.steer(world, own)), label
         if self.steps_left == 0 and self.rng.random() < self.rate / self.fps:
             self.steps_left = int(self.rng.uniform(0.25, 0.8) * self.fps)
             kind = self.rng.integers(4)
