@@ -9,15 +9,14 @@ from crew2.sim.env import SimEnv
 from crew2.sim.world import SimConfig
 
 
-def run_autopilot(config: SimConfig, seeds: Iterable[int], noise: float = 0.0, late: float = 0.0,
+def run_autopilot(config: SimConfig, seeds: Iterable[int], noise: float = 0.0,
                   on_step: Callable[[SimEnv], None] | None = None) -> list[dict[str, float]]:
-    """Drive one episode per seed with the expert (optionally with DART noise and late lane changes); one
-    summary per episode."""
+    """Drive one episode per seed with the expert (optionally with DART noise); one summary per episode."""
     env = SimEnv(config)
     results = []
     for seed in seeds:
         env.reset(seed=seed)
-        driver = NoisyAutopilot(Autopilot(), noise, seed=seed, fps=config.fps, late=late)
+        driver = NoisyAutopilot(Autopilot(), noise, seed=seed, fps=config.fps)
         done = False
         while not done:
             executed, _label = driver.act(env.world)
