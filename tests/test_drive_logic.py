@@ -201,6 +201,17 @@ def test_going_around_never_steers_into_a_vehicle_beside_us():
     assert all(keys["brake"] and not keys["throttle"] for keys, _ in results[1:])
 
 
+def test_standing_behind_an_obstacle_that_is_not_close_goes_around_it_not_into_it():
+    idle = {**DRIVING, "throttle": False}  # the network presses nothing: it stopped short of a cone
+    cone = det(112, 100, 128, 118, cls=2)  # in the corridor, left of centre, 18 px high: not "close"
+    keys, hits = run([[cone] for _ in range(50)], rules=Rules(stuck=2.0), keys=idle, motion=0.0)[41]
+    assert [h.rule for h in hits] == ["go_around"]
+    assert keys["throttle"] and keys["right"] and not keys["left"], "away from it, not straight on"
+    cars = [det(0, 30, 60, 130), det(200, 30, 256, 130)]  # boxed in by vehicles beside us: it waits
+    results = run([[cone, *cars] for _ in range(50)], rules=Rules(stuck=2.0), keys=idle, motion=0.0)
+    assert not any(keys["throttle"] for keys, _ in results)
+
+
 def test_an_obstacle_still_closing_in_is_never_driven_around():
     frames = []
     for i in range(100):  # a car 12 m ahead, closing at 1.5 m/s: close, and still closing 5 s later

@@ -194,10 +194,12 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
         if (box[3] - box[1]) / height >= rules.close_height:
             state.beside.update({side: now + rules.beside for side in _cut_sides(box, width)})
 
-    threat, ttc_min, close = None, np.inf, False
+    threat, ttc_min, close, ahead = None, np.inf, False, None
     for box, track in zip(boxes, tracks, strict=True):
         if not in_corridor(box, width, height, rules):
             continue
+        if ahead is None or box[3] > ahead[3]:  # the lowest bottom edge: the closest on the road
+            ahead = box
         tall = (box[3] - box[1]) / height
         ttc = track.height / track.growth if track.growth > 1e-6 and tall >= rules.min_height else np.inf
         # Close: tall, seen more than once (one frame's box may be a false one) and not pulling away from us.
@@ -234,15 +236,16 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
     # (one frame does not show speed), does not pull away: drive on, around it.
     stood = 0.0 if state.still_since is None else now - state.still_since
     if 0 < rules.stuck <= stood and ttc_min > STILL_TTC:
+        # What we stand at is the closest box ahead: standing, nothing grows, so no time-to-contact names it.
         side = "left" if roles["left"] else "right" if roles["right"] else None
-        if side is None and threat is not None:  # away from it: to its free side, else the wider one
-            side = _free_side(threat, boxes, width, height, rules) or (
-                "left" if (threat[0] + threat[2]) / 2 > width / 2 else "right")
+        if side is None and ahead is not None:  # away from it: to its free side, else the wider one
+            side = _free_side(ahead, boxes, width, height, rules) or (
+                "left" if (ahead[0] + ahead[2]) / 2 > width / 2 else "right")
         beside = _beside(state, now)
         if side in beside:  # not into a vehicle beside us: the other way, if free
             other = "right" if side == "left" else "left"
             side = other if other not in beside else None
-        if side is None and close:  # boxed in with something close ahead: driving on is a crash, wait
+        if side is None and ahead is not None:  # boxed in with something ahead: straight on is a crash, wait
             return out, hits
         state.escape, state.still_since = (now + rules.escape, side), None
         state.motion.clear()
