@@ -17,14 +17,18 @@ from rich.table import Table
 from crew2 import __version__
 from crew2.errors import Crew2Error
 
+# Markdown help: a docstring's paragraphs are rewrapped to the terminal (the default "rich" keeps every line
+# break of the source, so they came out ragged).
+HELP = {"rich_markup_mode": "markdown"}
 app = typer.Typer(help="Teach a neural network to play a driving game from its screen.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
-bench_app = typer.Typer(help="Measure crew2: run every benchmark, or one of them.", invoke_without_command=True)
+                  add_completion=False, pretty_exceptions_enable=False, **HELP)
+bench_app = typer.Typer(help="Measure crew2: run every benchmark, or one of them.", invoke_without_command=True,
+                        **HELP)
 app.add_typer(bench_app, name="bench")
-data_app = typer.Typer(help="Inspect, check, split, merge and view recorded sessions.", no_args_is_help=True)
+data_app = typer.Typer(help="Inspect, check, split, merge and view recorded sessions.", no_args_is_help=True, **HELP)
 app.add_typer(data_app, name="data")
 annotate_app = typer.Typer(help="Annotate obstacle frames: select, auto (sim, teacher), review, export, import.",
-                           no_args_is_help=True)
+                           no_args_is_help=True, **HELP)
 app.add_typer(annotate_app, name="annotate")
 out = Console()
 err = Console(stderr=True)
