@@ -24,11 +24,11 @@ def test_every_verb_has_help(verb):
     assert "Usage" in result.output and len(result.output) > 200
 
 
-
 def test_help_paragraphs_are_rewrapped_not_broken_where_the_source_breaks():
     result = runner.invoke(app, ["drive", "--help"], env={"COLUMNS": "200"})
     # One paragraph of the docstring, broken in the source after "In the --show": one line at this width.
     assert "Ctrl+C stops too. In the --show window, Space pauses and Esc stops." in result.output
+
 
 def test_headless_sim_prints_a_summary_and_writes_json(tmp_path):
     out = tmp_path / "eps.json"
