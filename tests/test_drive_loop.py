@@ -120,11 +120,10 @@ def test_sigterm_to_a_driving_child_releases_its_keys(tmp_path):
     script = f"""
 import sys, time
 sys.path.insert(0, {str(ROOT)!r})
-from crew2.drive.loop import drive_loop, terminate_as_interrupt
+from crew2.drive.loop import drive_loop
 from tests.drive_helpers import FrameSource, RecordingSender, ScriptedEngine
 from tests.test_drive_loop import decoder
 from pathlib import Path
-terminate_as_interrupt()
 drive_loop(FrameSource(), ScriptedEngine(), decoder(), RecordingSender(Path({str(events)!r})), fps=50)
 """
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)

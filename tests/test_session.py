@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from crew2.keys import default_profile
 from crew2.record.recorder import RecordControl, record_loop
 from crew2.record.sources import SimSource
 from crew2.record.writer import BackgroundWriter
+from crew2.signals import stop_on_signals
 from crew2.sim.env import SimEnv
 from crew2.sim.world import SimConfig
 
@@ -100,6 +102,53 @@ def test_discard_last_seconds(tmp_path):
     assert len(Session(path)) == 120
 
 
+@pytest.fixture
+def default_signals():
+    """Python's own Ctrl+C and SIGTERM handling, whatever started the tests (in the background, SIGINT is
+    ignored); put back afterwards."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+
+
+def test_ctrl_c_and_sigterm_are_a_stop_request_and_a_second_one_interrupts(default_signals):
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.is_set()  # no exception in the middle of whatever ran
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_signal_the_process_ignores_stays_ignored(default_signals):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and not stop.is_set()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_ctrl_c_ends_the_recording_at_the_next_tick_with_every_frame_written(tmp_path, default_signals):
+    path = tmp_path / "c.h5"
+    writer = BackgroundWriter(path, meta())
+    after = []
+    with SimSource(SimConfig(), default_profile()) as src:
+        def tick(stats):
+            if stats.frames == 30:
+                os.kill(os.getpid(), signal.SIGINT)
+                after.append(stats.frames)  # what runs when Ctrl+C comes runs to its end
+        stats = record_loop(src, src, writer, fps=20, size=(256, 144), realtime=False, max_frames=1000,
+                            on_tick=tick)
+    writer.close()
+    assert after == [30] and stats.frames == 30 and len(Session(path)) == 30
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
 def test_killed_recording_leaves_a_readable_file(tmp_path):
     path = tmp_path / "killed.h5"
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "record", "--source", "sim", "--frames",
@@ -145,9 +194,10 @@ def test_bad_files_are_named_in_a_clear_error(tmp_path):
 
 def test_ctrl_c_stops_cleanly_and_keeps_the_file(tmp_path):
     path = tmp_path / "interrupted.h5"
+    # Ctrl+C as in a terminal: a test run started in the background would hand the recorder SIGINT ignored.
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "record", "--source", "sim", "--frames",
                              "100000", "--out", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not (path.exists() and path.stat().st_size > 100_000):
         assert proc.poll() is None and time.monotonic() < deadline

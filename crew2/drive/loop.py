@@ -4,7 +4,6 @@ anywhere, and a watchdog when an iteration stalls; no key is sent while the game
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections import deque
@@ -18,6 +17,7 @@ from crew2.drive.decoder import KeyDecoder
 from crew2.drive.fusion import FusionState, Hit, Rules, fuse, picture, picture_motion
 from crew2.drive.senders import KeySender
 from crew2.model.engine import Engine
+from crew2.signals import stop_on_signals
 
 STAGES = ("capture", "preprocess", "infer", "decode", "fusion", "send")
 
@@ -104,19 +104,12 @@ class Watchdog:
                 self.stats.watchdog_releases += 1
 
 
-def terminate_as_interrupt() -> None:
-    """SIGTERM ends the drive like Ctrl+C does, so the same `finally` releases the keys."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, handler)
-
-
 def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *, fps: float,
                rules: Rules | None = None, max_steps: int | None = None, realtime: bool = True,
                focused: Callable[[], bool] = lambda: True, dry_run: bool = False, watchdog: float = 0.5,
                control: DriveControl | None = None, on_frame: Callable[[FrameLog], None] | None = None,
                poll: Callable[[], None] | None = None, clock: Callable[[], float] = time.perf_counter) -> DriveStats:
-    """Drive until `control.stop`, `max_steps`, the source running dry, or Ctrl+C. `rules` None turns crash
+    """Drive until `control.stop`, `max_steps`, the source running dry, Ctrl+C or SIGTERM. `rules` None turns crash
     prevention off. Keys are released whenever the game is not in front, while paused, and at the end.
     `poll` runs once per iteration before keys go out (hotkeys that pause or stop through `control`)."""
     info = engine.info
@@ -130,7 +123,7 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
     period, start = 1.0 / fps, clock()
     next_tick = start
     try:
-        with Watchdog(sender, watchdog, stats) as dog:
+        with stop_on_signals(control.stop), Watchdog(sender, watchdog, stats) as dog:
             while not control.stop.is_set() and (max_steps is None or stats.steps < max_steps):
                 if getattr(source, "done", False):
                     break
@@ -197,7 +190,7 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                                       min(ttcs) if ttcs else None, sent, late,
                                       [[round(float(v), 2) for v in b] for b in pred.boxes], frame))
     except KeyboardInterrupt:
-        pass  # Ctrl+C or SIGTERM: a normal way to stop driving
+        pass  # a second Ctrl+C or SIGTERM (the first stops the loop at its next check)
     finally:
         sender.release_all()
         stats.elapsed = clock() - start

@@ -13,7 +13,7 @@ from pathlib import Path
 from crew2 import x11
 from crew2.drive.decoder import DecoderConfig, KeyDecoder
 from crew2.drive.fusion import Rules
-from crew2.drive.loop import DriveControl, DriveStats, FrameLog, drive_loop, terminate_as_interrupt
+from crew2.drive.loop import DriveControl, DriveStats, FrameLog, drive_loop
 from crew2.errors import Crew2Error
 from crew2.keys import KeyProfile
 from crew2.model.engine import Engine, load_engine
@@ -70,7 +70,6 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
     rules = Rules.load(cfg.rules) if cfg.fusion else None
     profile = KeyProfile("model", tuple(info.keys), dict(info.roles))
     control = control or DriveControl()
-    terminate_as_interrupt()
     with contextlib.ExitStack() as stack:
         hooks: list[Callable[[FrameLog], None]] = [on_frame] if on_frame is not None else []
         if cfg.log:

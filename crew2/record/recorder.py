@@ -12,6 +12,7 @@ import numpy as np
 
 from crew2.record.sources import FrameSource, KeyReader
 from crew2.record.writer import BackgroundWriter, Sample
+from crew2.signals import stop_on_signals
 
 
 @dataclass
@@ -46,12 +47,13 @@ def record_loop(source: FrameSource, reader: KeyReader, writer: BackgroundWriter
     """Record until `control.stop`, `max_frames` or `max_seconds`. With `realtime`, ticks are paced at
     `fps` and timestamps are wall time; without (the sim), frames come as fast as they are made and
     timestamps are frame index / fps. Boxes are stored when the source provides them. `poll` runs every
-    iteration, paused or not (hotkeys, focus); Ctrl+C (KeyboardInterrupt) ends the loop like a stop."""
-    stats = RecordStats()
+    iteration, paused or not (hotkeys, focus); Ctrl+C and SIGTERM end the loop like a stop."""
+    stats, control = RecordStats(), control or RecordControl()
     try:
-        return _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds,
-                     control or RecordControl(), stats, on_tick, poll, clock)
-    except KeyboardInterrupt:
+        with stop_on_signals(control.stop):
+            return _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, control, stats,
+                         on_tick, poll, clock)
+    except KeyboardInterrupt:  # a second Ctrl+C
         return stats
 
 
