@@ -139,7 +139,9 @@ def test_hotkeys_pause_discard_and_stop(game, xvfb, tmp_path):
     assert proc.returncode == 0, log
     assert "20 discarded" in log or "21 discarded" in log or "19 discarded" in log, log
     s = Session(out)
-    assert 30 <= len(s) <= 70, f"{len(s)}: ~2 s + ~1.6 s resumed - 1 s discarded, nothing while paused"
+    # What was in at the pause (the file up to one flush behind), then 1.5 s resumed (2.5 s for taps that come
+    # late on a loaded machine), less the second discarded: not the 2 s the pause lasted.
+    assert 30 <= len(s) <= paused_at + 20 + 50 - 19, f"{len(s)} frames, {paused_at} in the file at the pause"
     gaps = np.diff(s.times())
     assert (gaps > 1.5).sum() == 1 and (gaps > 0.8).sum() == 2, "the pause and the discard show as cuts"
     assert np.median(gaps) == pytest.approx(0.05, abs=0.005)
