@@ -11,8 +11,8 @@ from collections.abc import Iterator
 @contextlib.contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """While this holds, Ctrl+C (SIGINT) and SIGTERM set `stop`, and the loop that checks it ends at its next
-    check. A KeyboardInterrupt raised at an arbitrary line can land inside a queue's or a lock's bookkeeping,
-    and a thread waiting on it then never wakes (a recording hung that way after Ctrl+C). A second signal
+    check. A KeyboardInterrupt raised at an arbitrary line can land inside a queue's or a lock's bookkeeping
+    (the background writer's queue, rich Live's refresh) or between a key press and its record. A second signal
     raises KeyboardInterrupt as before, for a loop stuck where it does not check. A signal the process ignores
     (started in the background, under nohup) stays ignored; outside the main thread, where Python takes no
     signal handler, it does nothing."""

@@ -149,6 +149,7 @@ def test_ctrl_c_ends_the_recording_at_the_next_tick_with_every_frame_written(tmp
     assert after == [30] and stats.frames == 30 and len(Session(path)) == 30
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
+
 def test_killed_recording_leaves_a_readable_file(tmp_path):
     path = tmp_path / "killed.h5"
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "record", "--source", "sim", "--frames",
