@@ -56,11 +56,12 @@ def test_short_training_learns_keys_and_obstacles(tiny_sessions, tmp_path):
 
 
 def test_resume_continues_exactly(tiny_sessions, tmp_path):
-    straight = train(config(tiny_sessions, tmp_path / "a", epochs=2, ema=0.99))
+    one = dict(train=tiny_sessions[:1], epochs=2, ema=0.99)  # nothing to learn here: one training session will do
+    straight = train(config(tiny_sessions, tmp_path / "a", **one))
     steps = straight.history[0]["step"]
-    train(config(tiny_sessions, tmp_path / "b", epochs=2, ema=0.99, max_steps=steps))  # stops after epoch 0
+    train(config(tiny_sessions, tmp_path / "b", **one, max_steps=steps))  # stops after epoch 0
     assert checkpoint.load(tmp_path / "b" / "last.pt")["epoch"] == 0
-    resumed = train(config(tiny_sessions, tmp_path / "b", epochs=2, ema=0.99, resume=True))
+    resumed = train(config(tiny_sessions, tmp_path / "b", **one, resume=True))
     assert resumed.history[-1]["step"] == straight.history[-1]["step"] == 2 * steps
     a, b = checkpoint.load(tmp_path / "a" / "last.pt"), checkpoint.load(tmp_path / "b" / "last.pt")
     for name in ("raw_model", "model"):
