@@ -144,13 +144,13 @@ def demo(
 ) -> None:
     """The shipped driver plays the built-in simulator on held-out seeds, with live telemetry; then a summary
     next to the expert autopilot on the same seeds. Headless (and faster than real time) unless --show."""
+    if episodes < 1 or seconds <= 0:  # before the imports, which take seconds
+        raise Crew2Error("--episodes must be 1 or more and --seconds positive")
     from crew2.drive.run import DriveConfig
     from crew2.model.engine import DEFAULT_WEIGHTS, load_engine
     from crew2.sim.episodes import mean_summary, run_autopilot
     from crew2.sim.world import SimConfig
 
-    if episodes < 1 or seconds <= 0:
-        raise Crew2Error("--episodes must be 1 or more and --seconds positive")
     weights = weights or DEFAULT_WEIGHTS.with_suffix(".onnx")
     if not weights.is_file():
         raise Crew2Error(f"{weights}: no such model (the default driver ships in the repository's weights/; "
@@ -505,9 +505,6 @@ def train(
 
     from crew2.data.tools import session_paths
     from crew2.data.tools import split as split_sessions
-    from crew2.model import checkpoint
-    from crew2.train.trainer import TrainConfig
-    from crew2.train.trainer import train as run_training
 
     if split is not None:
         if not split.is_file():
@@ -520,6 +517,10 @@ def train(
         parts = split_sessions(session_paths(sessions), (1 - val_fraction, val_fraction, 0.0), seed)
         train_paths, val_paths = parts["train"], parts["val"]
     out_dir = out_dir or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
+    from crew2.model import checkpoint  # torch: seconds to import, so after the checks above
+    from crew2.train.trainer import TrainConfig
+    from crew2.train.trainer import train as run_training
+
     config = TrainConfig(train=train_paths, val=val_paths, out=out_dir, epochs=epochs, batch=batch, lr=lr,
                          device=device, workers=workers, scale=scale, frames=frames, balance=balance,
                          label_offset=label_offset, pretrained=pretrained, resume=resume, uncertainty=uncertainty,
