@@ -537,13 +537,15 @@ def train(
                 f"{s.samples_per_s:.0f} samples/s")
         progress.update(task, completed=done, total=s.steps_per_epoch, epoch=s.epoch, info=info)
         if not out.is_terminal and not quiet and done % max(1, s.steps_per_epoch // 10) == 0:
-            out.print(f"epoch {s.epoch}: step {done}/{s.steps_per_epoch}, {info}", highlight=False)  # logs: no bar
+            out.print(f"epoch {s.epoch}: step {done}/{s.steps_per_epoch}, {info}", highlight=False,
+                      soft_wrap=True)  # logs: no bar, and a line per record (rich wraps at 80 columns there)
 
     def on_epoch(e) -> None:
         v = e.val
         progress.console.print(
             f"epoch {e.epoch}: keys F1 {v['f1']:.3f} (constant {v['constant_f1']:.3f}), exact {v['exact_match']:.3f}, "
-            f"mAP50 {v['map50']:.3f}, mAP50-95 {v['map50_95']:.3f}{'  best' if e.best else ''}", highlight=False)
+            f"mAP50 {v['map50']:.3f}, mAP50-95 {v['map50_95']:.3f}{'  best' if e.best else ''}", highlight=False,
+            soft_wrap=True)
 
     out.print(f"training on {len(train_paths)} session(s), validating on {len(val_paths)}; run folder {out_dir}")
     with progress:
@@ -551,8 +553,9 @@ def train(
     if result is not None:
         best = checkpoint.load(out_dir / "best.pt")  # what ships: its thresholds, not the last epoch's
         thresholds = ", ".join(f"{k.upper()} {t:.2f}" for k, t in zip(best["keys"], best["thresholds"], strict=True))
-        out.print(f"calibrated thresholds (epoch {best['epoch']}, best.pt): {thresholds}")
-        out.print(f"wrote {out_dir}: last.pt, best.pt, metrics.csv, losses.png, key_f1.png, confusion.png")
+        out.print(f"calibrated thresholds (epoch {best['epoch']}, best.pt): {thresholds}", soft_wrap=True)
+        out.print(f"wrote {out_dir}: last.pt, best.pt, metrics.csv, losses.png, key_f1.png, confusion.png",
+                  soft_wrap=True)
 
 
 @app.command(name="eval")
