@@ -31,6 +31,7 @@ annotate_app = typer.Typer(help="Annotate obstacle frames: select, auto (sim, te
                            no_args_is_help=True, **HELP)
 app.add_typer(annotate_app, name="annotate")
 out = Console()
+out.soft_wrap = not out.is_terminal  # in a log, a line per message: rich would wrap it at 80 columns, mid-number
 err = Console(stderr=True)
 
 
@@ -537,15 +538,13 @@ def train(
                 f"{s.samples_per_s:.0f} samples/s")
         progress.update(task, completed=done, total=s.steps_per_epoch, epoch=s.epoch, info=info)
         if not out.is_terminal and not quiet and done % max(1, s.steps_per_epoch // 10) == 0:
-            out.print(f"epoch {s.epoch}: step {done}/{s.steps_per_epoch}, {info}", highlight=False,
-                      soft_wrap=True)  # logs: no bar, and a line per record (rich wraps at 80 columns there)
+            out.print(f"epoch {s.epoch}: step {done}/{s.steps_per_epoch}, {info}", highlight=False)  # logs: no bar
 
     def on_epoch(e) -> None:
         v = e.val
         progress.console.print(
             f"epoch {e.epoch}: keys F1 {v['f1']:.3f} (constant {v['constant_f1']:.3f}), exact {v['exact_match']:.3f}, "
-            f"mAP50 {v['map50']:.3f}, mAP50-95 {v['map50_95']:.3f}{'  best' if e.best else ''}", highlight=False,
-            soft_wrap=True)
+            f"mAP50 {v['map50']:.3f}, mAP50-95 {v['map50_95']:.3f}{'  best' if e.best else ''}", highlight=False)
 
     out.print(f"training on {len(train_paths)} session(s), validating on {len(val_paths)}; run folder {out_dir}")
     with progress:
@@ -553,9 +552,8 @@ def train(
     if result is not None:
         best = checkpoint.load(out_dir / "best.pt")  # what ships: its thresholds, not the last epoch's
         thresholds = ", ".join(f"{k.upper()} {t:.2f}" for k, t in zip(best["keys"], best["thresholds"], strict=True))
-        out.print(f"calibrated thresholds (epoch {best['epoch']}, best.pt): {thresholds}", soft_wrap=True)
-        out.print(f"wrote {out_dir}: last.pt, best.pt, metrics.csv, losses.png, key_f1.png, confusion.png",
-                  soft_wrap=True)
+        out.print(f"calibrated thresholds (epoch {best['epoch']}, best.pt): {thresholds}")
+        out.print(f"wrote {out_dir}: last.pt, best.pt, metrics.csv, losses.png, key_f1.png, confusion.png")
 
 
 @app.command(name="eval")
