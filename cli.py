@@ -16,6 +16,7 @@ from rich.table import Table
 
 from crew2 import __version__
 from crew2.errors import Crew2Error
+from crew2.model import engine_for
 
 # Markdown help: a docstring's paragraphs are rewrapped to the terminal (the default "rich" keeps every line
 # break of the source, so they came out ragged).
@@ -369,6 +370,8 @@ def annotate_select(
     budget: Annotated[int | None, typer.Option(help="At most this many frames per session.")] = None,
 ) -> None:
     """Choose the frames worth annotating and mark them in each session (review shows those)."""
+    if unsure:
+        engine_for(unsure)  # before the imports, which take seconds
     from crew2.data.tools import session_paths
     from crew2.model.engine import load_engine
     from detection.select import select
@@ -578,6 +581,7 @@ def eval_(
 
     With --drive, closed loop instead: the model drives the simulator on held-out seeds, with and without
     crash prevention, next to the expert autopilot on the same seeds."""
+    engine_for(weights, engine)  # before the imports, which take seconds
     from crew2.model.engine import load_engine
 
     model = load_engine(weights, engine, threads=1 if drive else None)  # one thread: see crew2 drive --threads
@@ -645,6 +649,7 @@ def export(
     = None,
 ) -> None:
     """Export a checkpoint to ONNX (both heads, decoded boxes) and check it against PyTorch."""
+    engine_for(weights, "torch")  # before the imports, which take seconds
     import numpy as np
 
     from crew2.model import checkpoint
@@ -692,6 +697,7 @@ def drive(
     Hotkeys: F9 pause/resume (every key released while paused), F10 stop; Ctrl+C stops too. In the --show
     window, Space pauses and Esc stops. Every key crew2 pressed is released when it stops (Ctrl+C, SIGTERM,
     an error, a stalled loop), and no key is sent while the game window is not in front."""
+    engine_for(weights, engine)  # before the imports, which take seconds
     from crew2.drive.run import DriveConfig
     from crew2.model.engine import load_engine
     from crew2.record.run import parse_region

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,18 @@ def test_bad_input_is_one_clear_line(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["drive", "none.pt"], ["eval", "none.onnx", "--drive"], ["export", "none.pt"],
+                                  ["annotate", "select", "s.h5", "--unsure", "none.pt"]])
+def test_a_missing_model_file_is_answered_before_torch_is_imported(args, tmp_path):
+    code = ("import sys, cli\ntry:\n    cli.app(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print(e.code, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.stdout.split() == ["2", "False"]
+    model = next(a for a in args if a.startswith("none."))
+    assert result.stderr.strip() == f"error: {model}: no such model file"
 
 
 def test_console_script_and_module_agree():

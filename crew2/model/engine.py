@@ -17,10 +17,9 @@ import torch
 from torch import nn
 
 from crew2.errors import Crew2Error
-from crew2.model import checkpoint
+from crew2.model import checkpoint, engine_for
 from detection.metrics import nms
 
-ENGINES = ("auto", "torch", "onnx")
 # The default driver shipped in the repository's weights/ (its ONNX export sits next to it).
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "crew2-sim-t.pt"
 
@@ -148,19 +147,9 @@ def load_engine(path: str | Path, engine: str = "auto", keys: list[str] | None =
     """An engine for a checkpoint (.pt) or an ONNX export (.onnx); "auto" picks by the file. With `keys` or
     `class_names`, a model made for others is a clear error. `conf` and `iou` are NMS's thresholds."""
     path = Path(path)
-    if engine not in ENGINES:
-        raise Crew2Error(f"unknown engine '{engine}': use one of {', '.join(ENGINES)}")
-    if not path.is_file():
-        raise Crew2Error(f"{path}: no such model file")
-    if engine == "auto":
-        engine = "onnx" if path.suffix == ".onnx" else "torch"
-    if engine == "onnx":
-        if path.suffix != ".onnx":
-            raise Crew2Error(f"{path}: the onnx engine runs .onnx files: export the checkpoint first")
+    if engine_for(path, engine) == "onnx":
         result: Engine = OnnxEngine(path, conf, iou, threads)
     else:
-        if path.suffix == ".onnx":
-            raise Crew2Error(f"{path}: the torch engine runs checkpoints (.pt), not ONNX files")
         result = TorchEngine(checkpoint.load(path), conf, iou, threads)
     checkpoint.check_compatible({"keys": result.info.keys, "class_names": result.info.class_names}, keys,
                                 class_names)
