@@ -31,7 +31,7 @@ cat > "$data/split.yaml" <<YAML
 train: [$(ls "$data"/sim-1??.h5 | paste -sd, -)]
 val: [$(ls "$data"/sim-2??.h5 | paste -sd, -)]
 YAML
-$crew2 train --split "$data/split.yaml" --out "$run" --epochs "${EPOCHS:-5}" --batch 32 --scale t
+$crew2 train --split "$data/split.yaml" --out "$run" --epochs "${EPOCHS:-4}" --batch 32 --scale t
 
 # 4. Ship: the best checkpoint, inference-only, and its ONNX export (checked against PyTorch).
 $crew2 export "$run/best.pt" --slim weights/crew2-sim-t.pt --out weights/crew2-sim-t.onnx
