@@ -689,6 +689,9 @@ def drive(
     record: Annotated[Path | None, typer.Option(help="Also store the session here (.h5), marked as the model's.")]
     = None,
     mp4: Annotated[Path | None, typer.Option(help="Write what --show shows to this video.")] = None,
+    expert_labels: Annotated[bool, typer.Option(
+        help="--source sim --record: store the keys the autopilot would press in each frame the model drove "
+             "into, not the keys sent (DAgger: train on them to recover where the model goes wrong).")] = False,
     threads: Annotated[int, typer.Option(help="Inference threads (1 leaves the other cores to the game).")] = 1,
     seed: Seed = 0,
 ) -> None:
@@ -705,7 +708,7 @@ def drive(
     config = DriveConfig(weights=weights, source=source, window=window,
                          region=parse_region(region) if region else None, engine=engine, fps=fps, fusion=fusion,
                          rules=rules, dry_run=dry_run, countdown=countdown, seconds=seconds, log=log, seed=seed,
-                         show=show, record=record, mp4=mp4)
+                         show=show, record=record, mp4=mp4, expert_labels=expert_labels)
     model = load_engine(weights, engine, threads=threads)  # loaded once: fails early on a bad model file
     result = drive_live(config, model)
     s = result.stats

@@ -25,6 +25,9 @@ def sim_truth(path: Path) -> dict[int, tuple[np.ndarray, int]]:
     s.close()
     if meta.source != "sim" or not meta.sim:
         raise Crew2Error(f"{path}: not a simulator session (source '{meta.source}'): use --teacher or review")
+    if meta.driver != "autopilot":
+        raise Crew2Error(f"{path}: driven by the {meta.driver}, so it cannot be replayed; a sim session driven by "
+                         "crew2 drive --record holds its ground-truth boxes already")
     config = SimConfig(**meta.sim["config"])
     profile = KeyProfile(meta.profile, tuple(meta.keys), dict(meta.roles))
     updates = {}

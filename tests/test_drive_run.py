@@ -45,6 +45,39 @@ def test_record_while_driving_stores_what_the_model_saw_and_sent(tmp_path):
     assert np.allclose(np.diff(s.times()), 1 / 20)
 
 
+def test_expert_labels_are_the_autopilots_keys_where_the_model_drove(tmp_path):
+    """DAgger: the model drives (W and D held: it leaves its lane), the session stores what the autopilot
+    would press in each of those states, with their ground-truth boxes; replaying the keys sent rebuilds them."""
+    from crew2.data.session import SIM_TRUTH
+    from crew2.sim.autopilot import Autopilot
+    from crew2.sim.env import SimEnv
+    from crew2.sim.world import CLASSES
+    from detection.simtruth import annotate_from_sim
+
+    sim = SimConfig(width=64, height=36, traffic=1.0, obstacles=1.0, track_km=2.0)
+    log, session = tmp_path / "run.jsonl", tmp_path / "dagger.h5"
+    drive(DriveConfig(weights=Path("scripted"), source="sim", sim=sim, countdown=0, seconds=3.0, log=log,
+                      record=session, expert_labels=True, seed=6), engine=ScriptedEngine())
+    sent = [set(json.loads(line)["pressed"]) for line in log.read_text().splitlines()]
+    s = Session(session)
+    assert s.meta.driver == "model" and s.meta.sim["labels"] == "expert" and s.meta.class_names == list(CLASSES)
+    env, expert = SimEnv(sim), Autopilot()
+    env.reset(seed=6)
+    for i, pressed in enumerate(sent):
+        want = env.action_of(*expert.act(env.world))
+        np.testing.assert_array_equal(s.keys()[i], want, err_msg=f"frame {i}")
+        np.testing.assert_allclose(s.boxes(i)[:, :4], env.frame.boxes, atol=1e-4)
+        env.step(np.array([k in pressed for k in env.profile.keys], np.int8))
+    labels = [{k for k, on in zip(s.meta.keys, row, strict=True) if on} for row in s.keys()]  # noqa: SIM118 (a Session)
+    assert labels != sent and any(labels[i] != sent[i] for i in range(len(sent)) if "d" in sent[i]), \
+        "the expert steers back where the model holds D"
+    assert (s.box_sources() == SIM_TRUTH).all() and sum(len(s.boxes(i)) for i in range(len(s))) > 0
+    with pytest.raises(Crew2Error, match="driven by the model"):
+        annotate_from_sim(session)
+    with pytest.raises(Crew2Error, match="--expert-labels needs"):
+        DriveConfig(weights=Path("scripted"), source="sim", expert_labels=True)
+
+
 def test_closed_loop_eval_tells_drivers_apart():
     seeds = parse_seeds("7", 1)
     results = compare(ScriptedEngine(), Path("scripted"), seeds, SIM)  # W and D held: off the road to the right

@@ -42,6 +42,7 @@ class DriveConfig:
     sim: SimConfig | None = None
     show: bool = False  # the debug window; the sim then runs in real time
     record: Path | None = None  # also store the session (frames and the keys sent), driver "model"
+    expert_labels: bool = False  # --source sim --record: store the autopilot's keys for each frame (DAgger)
     mp4: Path | None = None  # a video of what --show shows
     hotkeys: bool = True  # F9 pause/resume, F10 stop (window and screen sources)
 
@@ -52,6 +53,8 @@ class DriveConfig:
             raise Crew2Error("--source window needs --window TITLE")
         if not 1 <= self.fps <= 120:
             raise Crew2Error(f"--fps must be between 1 and 120, not {self.fps}")
+        if self.expert_labels and (self.source != "sim" or self.record is None):
+            raise Crew2Error("--expert-labels needs --source sim and --record FILE (it labels what is recorded)")
 
 
 @dataclass
@@ -81,7 +84,7 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
             from crew2.drive.sim import SimGame
 
             sim = cfg.sim or SimConfig(width=info.size[0], height=info.size[1], fps=cfg.fps)
-            game = stack.enter_context(SimGame(sim, profile, cfg.seed))
+            game = stack.enter_context(SimGame(sim, profile, cfg.seed, expert=cfg.expert_labels))
             source, sender, realtime = game, game.sender, cfg.show
         else:
             from crew2.record.run import KEY_READERS, PLATFORM, WINDOWS, RecordConfig
@@ -104,7 +107,7 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
 
         hotkeys = Hotkeys(keys, control, lambda: True, HOTKEYS)  # the loop itself guards focus
         if cfg.record is not None:
-            hooks.append(_recorder(stack, cfg, profile, info.size))
+            hooks.append(_recorder(stack, cfg, profile, info.size, game if cfg.source == "sim" else None))
         if cfg.mp4 is not None:
             hooks.append(_video(stack, cfg.mp4, cfg.fps, info, rules))
         if cfg.show:
@@ -148,24 +151,39 @@ def _video(stack: contextlib.ExitStack, path: Path, fps: float, info,
     return add
 
 
-def _recorder(stack: contextlib.ExitStack, cfg: DriveConfig, profile: KeyProfile,
-              size: tuple[int, int]) -> Callable[[FrameLog], None]:
+def _recorder(stack: contextlib.ExitStack, cfg: DriveConfig, profile: KeyProfile, size: tuple[int, int],
+              game=None) -> Callable[[FrameLog], None]:
     """`--record`: a session like `crew2 record` writes, driver "model": each frame the model saw and the
-    keys that went out for it (after crash prevention). Frames where nothing was sent are left out."""
+    keys that went out for it (after crash prevention), or with `--expert-labels` the keys the autopilot
+    would have pressed there. Frames where nothing was sent are left out. From the simulator (`game`) every
+    frame also carries its ground-truth boxes, as `crew2 record --source sim` sessions do."""
+    import dataclasses
+
     import numpy as np
 
-    from crew2.data.session import SessionMeta
+    from crew2.data.session import NOT_ANNOTATED, SIM_TRUTH, SessionMeta
     from crew2.record.writer import BackgroundWriter, Sample
+    from crew2.sim.world import CLASSES
 
     meta = SessionMeta.for_profile(profile, fps=cfg.fps, width=size[0], height=size[1], source=cfg.source,
-                                   driver="model", jpeg_quality=90, region=None, class_names=[])
+                                   driver="model", jpeg_quality=90, region=None,
+                                   class_names=list(CLASSES) if game is not None else [])
+    if game is not None:
+        sim = game.env.config
+        meta.sim = {"seed": cfg.seed, "labels": "expert" if cfg.expert_labels else "sent",
+                    "config": dataclasses.asdict(sim)}
+        scale = np.array([size[0] / sim.width, size[1] / sim.height] * 2 + [1], np.float32)
     writer = BackgroundWriter(cfg.record, meta)
     stack.callback(writer.close)
 
     def add(entry: FrameLog) -> None:
-        if (entry.sent or cfg.dry_run) and entry.frame is not None:
-            keys = np.array([k in entry.pressed for k in profile.keys], np.uint8)
-            writer.submit(Sample(entry.frame, keys, entry.t), block=cfg.source == "sim")  # a game does not wait
+        if not (entry.sent or cfg.dry_run) or entry.frame is None:
+            return
+        sent = np.array([k in entry.pressed for k in profile.keys], np.uint8)
+        keys = game.label if cfg.expert_labels else sent
+        boxes = None if game is None else game.boxes() * scale
+        writer.submit(Sample(entry.frame, keys, entry.t, boxes, SIM_TRUTH if game is not None else NOT_ANNOTATED),
+                      block=cfg.source == "sim")  # a game does not wait
     return add
 
 

@@ -7,18 +7,24 @@ import numpy as np
 
 from crew2.drive.senders import VectorSender
 from crew2.keys import KeyProfile
+from crew2.sim.autopilot import Autopilot
 from crew2.sim.env import SimEnv
 from crew2.sim.world import SimConfig
 
 
 class SimGame:
+    """Also knows, for the last frame it showed, its ground-truth boxes (`boxes`) and, with `expert`, the keys
+    the autopilot would press in that very state (`label`): wherever the model took the car."""
+
     name = "sim"
 
-    def __init__(self, config: SimConfig, profile: KeyProfile, seed: int = 0):
+    def __init__(self, config: SimConfig, profile: KeyProfile, seed: int = 0, expert: bool = False):
         self.env = SimEnv(config, profile)
         self.seed = seed
         self.sender = VectorSender(list(profile.keys))
         self.done = False
+        self.expert = Autopilot() if expert else None
+        self.label: np.ndarray | None = None
 
     def __enter__(self) -> SimGame:
         self.env.reset(seed=self.seed)
@@ -32,10 +38,17 @@ class SimGame:
         """The next frame: the game advances one step with the keys held now (the first call shows the start)."""
         if self.first:
             self.first = False
-            return self.env.frame.image
-        _, _, terminated, truncated, _ = self.env.step(self.sender.vector)
-        self.done = terminated or truncated
+        else:
+            _, _, terminated, truncated, _ = self.env.step(self.sender.vector)
+            self.done = terminated or truncated
+        if self.expert is not None:  # once per frame: the autopilot keeps its own state (lane, time standing)
+            self.label = self.env.action_of(*self.expert.act(self.env.world)).astype(np.uint8)
         return self.env.frame.image
+
+    def boxes(self) -> np.ndarray:
+        """The last frame's ground truth: (M, 5) x1, y1, x2, y2, class."""
+        f = self.env.frame
+        return np.concatenate([f.boxes, f.classes[:, None].astype(np.float32)], axis=1)
 
     @property
     def metrics(self) -> dict[str, float]:
