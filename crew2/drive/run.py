@@ -161,7 +161,7 @@ def _recorder(stack: contextlib.ExitStack, cfg: DriveConfig, profile: KeyProfile
 
     import numpy as np
 
-    from crew2.data.session import NOT_ANNOTATED, SIM_TRUTH, SessionMeta
+    from crew2.data.session import SIM_TRUTH, SessionMeta
     from crew2.record.writer import BackgroundWriter, Sample
     from crew2.sim.world import CLASSES
 
@@ -179,10 +179,9 @@ def _recorder(stack: contextlib.ExitStack, cfg: DriveConfig, profile: KeyProfile
     def add(entry: FrameLog) -> None:
         if not (entry.sent or cfg.dry_run) or entry.frame is None:
             return
-        sent = np.array([k in entry.pressed for k in profile.keys], np.uint8)
-        keys = game.label if cfg.expert_labels else sent
-        boxes = None if game is None else game.boxes() * scale
-        writer.submit(Sample(entry.frame, keys, entry.t, boxes, SIM_TRUTH if game is not None else NOT_ANNOTATED),
+        keys = game.label if cfg.expert_labels else np.array([k in entry.pressed for k in profile.keys], np.uint8)
+        boxes = None if game is None else game.boxes() * scale  # frames without boxes are stored unannotated
+        writer.submit(Sample(entry.frame, keys, entry.t, boxes, SIM_TRUTH),
                       block=cfg.source == "sim")  # a game does not wait
     return add
 

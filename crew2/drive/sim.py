@@ -47,8 +47,7 @@ class SimGame:
 
     def boxes(self) -> np.ndarray:
         """The last frame's ground truth: (M, 5) x1, y1, x2, y2, class."""
-        f = self.env.frame
-        return np.concatenate([f.boxes, f.classes[:, None].astype(np.float32)], axis=1)
+        return self.env.frame.truth()
 
     @property
     def metrics(self) -> dict[str, float]:

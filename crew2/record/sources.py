@@ -69,7 +69,7 @@ class SimSource:
 
     def grab(self) -> np.ndarray:
         frame = self.env.frame
-        self.truth = np.concatenate([frame.boxes, frame.classes[:, None].astype(np.float32)], axis=1)
+        self.truth = frame.truth()
         executed, label = self.driver.act(self.env.world)
         self.label = self.env.action_of(*label).astype(np.uint8)
         _, _, terminated, truncated, _ = self.env.step(self.env.action_of(*executed))

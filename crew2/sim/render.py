@@ -77,6 +77,10 @@ class Frame:
     classes: np.ndarray  # (N,) int64
     distances: np.ndarray  # (N,) float32
 
+    def truth(self) -> np.ndarray:
+        """The boxes as a session stores them: (N, 5) x1, y1, x2, y2, class, float32."""
+        return np.concatenate([self.boxes, self.classes[:, None].astype(np.float32)], axis=1)
+
 
 class Renderer:
     """Draws one `World` from the player's camera. Rows, fog and sky are precomputed per appearance."""
