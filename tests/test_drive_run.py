@@ -61,7 +61,7 @@ def test_expert_labels_are_the_autopilots_keys_where_the_model_drove(tmp_path):
     sent = [set(json.loads(line)["pressed"]) for line in log.read_text().splitlines()]
     s = Session(session)
     assert s.meta.driver == "model" and s.meta.sim["labels"] == "expert" and s.meta.class_names == list(CLASSES)
-    env, expert = SimEnv(sim), Autopilot()
+    env, expert = SimEnv(sim), Autopilot(commit=False)
     env.reset(seed=6)
     for i, pressed in enumerate(sent):
         want = env.action_of(*expert.act(env.world))

@@ -177,6 +177,21 @@ def test_autopilot_pulls_out_from_a_standstill_off_its_lane_behind_a_closed_lane
     assert world.metrics.collisions == 0
 
 
+@pytest.mark.parametrize("commit", [True, False])
+def test_autopilot_without_commitment_keeps_a_lane_another_driver_took_it_into(commit):
+    # DAgger labels: the model, not the expert, moved the car from the middle lane into the left one. An expert
+    # that commits to its lane steers back out of it for no reason on the road; one that decides afresh stays.
+    world = world_with([])
+    world.player.v = 25.0
+    pilot = Autopilot(commit=commit)
+    world.step(*pilot.act(world))
+    world.player.d = float(world.track.lane_centre(0))
+    for _ in range(60):
+        world.step(*pilot.act(world))
+    assert int(world.track.lane_of(world.player.d)) == (1 if commit else 0)
+    assert abs(world.player.d - world.track.lane_centre(1 if commit else 0)) < 0.8
+
+
 def test_late_lane_changes_keep_the_lane_a_while_but_label_the_change():
     def run(late: float) -> tuple[int, float, int]:
         world = world_with([(CAR, 60, 1, 10.0)])

@@ -14,7 +14,8 @@ from crew2.sim.world import SimConfig
 
 class SimGame:
     """Also knows, for the last frame it showed, its ground-truth boxes (`boxes`) and, with `expert`, the keys
-    the autopilot would press in that very state (`label`): wherever the model took the car."""
+    the autopilot would press in that very state (`label`): wherever the model took the car. The autopilot
+    decides afresh in every frame (`commit=False`): it never started the lane changes the model makes."""
 
     name = "sim"
 
@@ -23,7 +24,7 @@ class SimGame:
         self.seed = seed
         self.sender = VectorSender(list(profile.keys))
         self.done = False
-        self.expert = Autopilot() if expert else None
+        self.expert = Autopilot(commit=False) if expert else None
         self.label: np.ndarray | None = None
 
     def __enter__(self) -> SimGame:

@@ -25,6 +25,10 @@ class Autopilot:
     headway: float = 1.0  # s of gap kept to a leader, on top of a fixed 7 m
     decel: float = 9.0  # m/s^2 it plans to brake with
     look_time: float = 3.5  # s of road it looks ahead for lane decisions
+    # It sees a lane change it started through (until it is in the new lane). False: it decides afresh every
+    # frame from where the car is, for labelling states another driver took the car into (DAgger): a lane the
+    # model drove into is then the expert's own, not one it steers back out of.
+    commit: bool = True
 
     def __post_init__(self) -> None:
         self.target_lane: int | None = None
@@ -38,7 +42,7 @@ class Autopilot:
         p, track = world.player, world.track
         cruise = (self.cruise_kmh / 3.6) if self.cruise_kmh else 0.95 * world.top_speed
         own = int(track.lane_of(p.d))
-        if self.target_lane is None:
+        if self.target_lane is None or not self.commit:
             self.target_lane = own
         look = max(40.0, p.v * self.look_time)
         if p.v < 1.0:
