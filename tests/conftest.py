@@ -1,9 +1,11 @@
-"""Shared fixtures: a real X server (Xvfb) for the window tests, and the repository's root."""
+"""Shared fixtures: a real X server (Xvfb) for the window tests, Python's own signal handling, and the repository's
+root."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -11,6 +13,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def default_signals():
+    """Python's own Ctrl+C and SIGTERM handling, whatever started the tests (in the background, SIGINT is
+    ignored); put back afterwards."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from crew2.data.session import Session
-from crew2.drive.evaluate import compare, parse_seeds, summary
+from crew2.drive.evaluate import compare, model_episodes, parse_seeds, summary
 from crew2.drive.fusion import Hit, Rules
 from crew2.drive.loop import FrameLog
 from crew2.drive.overlay import CLASS_COLOURS, GREEN, RED, draw
@@ -93,6 +95,26 @@ def test_fusion_changes_the_closed_loop_when_it_brakes():
     means = summary(results)
     assert means["model"]["distance_m"] > 30, "without fusion the model holds the throttle"
     assert means["model + fusion"]["distance_m"] < 0.2 * means["model"]["distance_m"], "with fusion it brakes"
+
+
+class SignalledEngine(ScriptedEngine):
+    """Sends this process SIGTERM (as `kill` or Ctrl+C would) while it computes its fifth frame."""
+
+    calls = 0
+
+    def __call__(self, frames: np.ndarray) -> list[Prediction]:
+        self.calls += 1
+        if self.calls == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().__call__(frames)
+
+
+def test_a_signal_stops_the_closed_loop_run_not_just_its_episode(default_signals):
+    engine, done = SignalledEngine(), []
+    with pytest.raises(KeyboardInterrupt):
+        model_episodes(engine, Path("scripted"), [1, 2, 3], SIM, fusion=True, on_episode=done.append)
+    # 80 frames an episode: the first ends at the signal, and no other one starts
+    assert done == [] and engine.calls < 10, engine.calls
 
 
 def test_parse_seeds():

@@ -102,18 +102,6 @@ def test_discard_last_seconds(tmp_path):
     assert len(Session(path)) == 120
 
 
-@pytest.fixture
-def default_signals():
-    """Python's own Ctrl+C and SIGTERM handling, whatever started the tests (in the background, SIGINT is
-    ignored); put back afterwards."""
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    yield
-    for sig, handler in before.items():
-        signal.signal(sig, handler)
-
-
 def test_ctrl_c_and_sigterm_are_a_stop_request_and_a_second_one_interrupts(default_signals):
     stop = threading.Event()
     with stop_on_signals(stop):

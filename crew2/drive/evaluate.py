@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from crew2.drive.loop import DriveControl
 from crew2.drive.run import DriveConfig, drive
 from crew2.errors import Crew2Error
 from crew2.model.engine import Engine
@@ -32,12 +33,16 @@ def parse_seeds(text: str, episodes: int) -> list[int]:
 
 def model_episodes(engine: Engine, weights: Path, seeds: Iterable[int], sim: SimConfig, fusion: bool,
                    rules: Path | None = None, on_episode: Callable[[dict], None] | None = None) -> list[dict]:
-    """One episode per seed driven by the network (not paced: as fast as it runs); one summary each."""
+    """One episode per seed driven by the network (not paced: as fast as it runs); one summary each. Ctrl+C or
+    SIGTERM ends the episode being driven and the whole run (KeyboardInterrupt), not just that episode."""
     results = []
+    control = DriveControl()  # one for all the episodes: the drive loop sets its stop flag on a signal
     for seed in seeds:
         cfg = DriveConfig(weights=weights, source="sim", fps=sim.fps, fusion=fusion, rules=rules, countdown=0,
                           seed=seed, sim=sim)
-        result = drive(cfg, engine=engine)
+        result = drive(cfg, engine=engine, control=control)
+        if control.stop.is_set():
+            raise KeyboardInterrupt(f"stopped during the episode on seed {seed}")
         results.append({"seed": seed, **result.sim, "late": result.stats.late})
         if on_episode is not None:
             on_episode(results[-1])
