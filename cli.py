@@ -148,6 +148,7 @@ def demo(
     next to the expert autopilot on the same seeds. Headless (and faster than real time) unless --show."""
     if episodes < 1 or seconds <= 0:  # before the imports, which take seconds
         raise Crew2Error("--episodes must be 1 or more and --seconds positive")
+    from crew2.drive.loop import DriveControl
     from crew2.drive.run import DriveConfig
     from crew2.model.engine import DEFAULT_WEIGHTS, load_engine
     from crew2.sim.episodes import mean_summary, run_autopilot
@@ -162,13 +163,14 @@ def demo(
     sim = SimConfig(width=w, height=h, track_km=5.0, max_seconds=seconds)
     seeds = list(range(seed, seed + episodes))
     results = []
+    control = DriveControl()  # Esc in the window, Ctrl+C or SIGTERM stop the episode and the demo
     for i, s in enumerate(seeds):
         config = DriveConfig(weights=weights, source="sim", fps=sim.fps, fusion=fusion, countdown=0, seed=s, sim=sim,
                              show=show, mp4=mp4 if i == 0 else None)
-        result = drive_live(config, model, title=f"crew2 demo: episode {i + 1}/{episodes}, seed {s}")
+        result = drive_live(config, model, title=f"crew2 demo: episode {i + 1}/{episodes}, seed {s}", control=control)
         results.append({"seed": s, **result.sim})
-        if result.stats.steps < sim.fps * seconds - 1:
-            break  # stopped from the window (Esc) or by Ctrl+C
+        if control.stop.is_set():
+            break
     print_episodes(results, f"crew2 demo: {weights.name} on held-out seeds" + ("" if fusion else ", no fusion"))
     with out.status("the autopilot on the same seeds…"):
         expert = mean_summary(run_autopilot(sim, [r["seed"] for r in results]))
@@ -721,7 +723,7 @@ def drive(
             out.print(f"wrote {path}")
 
 
-def drive_live(config, model, title: str = ""):
+def drive_live(config, model, title: str = "", control=None):
     """crew2's drive loop under a rich Live telemetry panel refreshed at most 10 times a second."""
     from rich.console import Group
     from rich.live import Live
@@ -740,7 +742,7 @@ def drive_live(config, model, title: str = ""):
             shown[0] = time.monotonic()
 
     with live:
-        return run_drive(config, on_frame=on_frame, engine=model,
+        return run_drive(config, on_frame=on_frame, engine=model, control=control,
                          on_countdown=lambda left: live.update(f"driving starts in {left:.0f} s: switch to the game"))
 
 

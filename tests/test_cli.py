@@ -101,3 +101,28 @@ def test_storage_and_loader_benchmarks_report_sane_figures(tmp_path):
     record(RecordConfig(source="sim", out=path, frames=300))
     figures = bench_loader([path], workers=0, batch=16, batches=5)
     assert figures["loader_samples_per_s"] > 0
+
+
+
+@pytest.mark.parametrize(("stop_at", "seeds"), [(None, [7, 8, 9]), (8, [7, 8])])
+def test_demo_drives_every_episode_when_one_ends_early_and_stops_when_asked(monkeypatch, stop_at, seeds):
+    """An episode that ends before its time (the car reached the end of the road) is not a stop: the demo goes
+    on to the next seed. A stop request (Esc in the window, Ctrl+C, SIGTERM) ends the demo."""
+    import cli
+    from crew2.drive.loop import DriveStats
+    from crew2.drive.run import DriveResult
+
+    driven = []
+
+    def episode(config, model, title="", control=None):  # 10 frames of the 20 asked for: the road ended
+        driven.append(config.seed)
+        if config.seed == stop_at:
+            control.stop.set()
+        summary = {"distance_m": 30.0, "time_s": 0.5, "avg_speed_kmh": 216.0, "collisions": 0,
+                   "collisions_per_km": 0.0, "offroad_s": 0.0, "score": 3.0}
+        return DriveResult(DriveStats(steps=10), summary)
+
+    monkeypatch.setattr(cli, "drive_live", episode)
+    result = runner.invoke(app, ["demo", "--episodes", "3", "--seed", "7", "--seconds", "1"])
+    assert result.exit_code == 0, result.output
+    assert driven == seeds
