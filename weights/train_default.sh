@@ -20,18 +20,19 @@ mkdir -p "$data" "$run"
 parallel() {  # runs the command lines on stdin, $jobs at a time, one thread each; fails if any of them failed
   OPENCV_FOR_THREADS_NUM=1 OMP_NUM_THREADS=1 xargs -P "$jobs" -I{} bash -c '{}'
 }
+job() {  # NAME COMMAND...: a line for `parallel` that writes $data/NAME.h5 (COMMAND ends with its output option),
+  # renamed into place only once complete, so an interrupted run does it again; nothing if it is already there
+  local name=$1; shift
+  [ -f "$data/$name.h5" ] || echo "$* $data/part-$name.h5 >$data/$name.log 2>&1 && mv $data/part-$name.h5 $data/$name.h5"
+}
 
 # 1. Record the simulator driven by the noisy autopilot (DART: executed keys are perturbed, the stored label
 #    is what the expert wanted), with the ground-truth boxes of every frame. Training seeds 100-147 and
 #    validation seeds 200-205 never overlap the tuning (300-315) or held-out evaluation seeds (1000 and up).
-#    Every other session has randomised colours, light and camera. A session is renamed into place only once
-#    complete, so an interrupted run records it again.
+#    Every other session has randomised colours, light and camera.
 for seed in $(seq 100 147) $(seq 200 205); do
-  f="$data/sim-$seed.h5"
-  [ -f "$f" ] && continue
   look=""; if (( seed % 2 )); then look=--randomize; fi
-  echo "$crew2 record --source sim --seed $seed --noise 1.0 --frames $frames --countdown 0 $look \
---out $data/part-sim-$seed.h5 >$data/sim-$seed.log 2>&1 && mv $data/part-sim-$seed.h5 $f"
+  job "sim-$seed" $crew2 record --source sim --seed "$seed" --noise 1.0 --frames "$frames" --countdown 0 $look --out
 done | parallel
 val="$(ls "$data"/sim-2??.h5 | paste -sd, -)"
 expert="$(ls "$data"/sim-1??.h5 | paste -sd, -)"
@@ -57,10 +58,8 @@ for round in $(seq 1 "${ROUNDS:-1}"); do
   if [ -f "$out/model.pt" ]; then model=$out/model.pt; continue; fi  # done in an earlier run
   [ -f "$out/start.onnx" ] || $crew2 export "$model" --slim "$out/start.pt" --out "$out/start.onnx"
   for seed in $(seq $((600 + 100 * round)) $((600 + 100 * round + ${EPISODES:-16} - 1))); do
-    f="$data/dagger-$seed.h5"
-    [ -f "$f" ] && continue
-    echo "$crew2 drive $out/start.onnx --source sim --seed $seed --seconds $((frames / 20)) --countdown 0 --expert-labels \
---record $data/part-dagger-$seed.h5 >$data/dagger-$seed.log 2>&1 && mv $data/part-dagger-$seed.h5 $f"
+    job "dagger-$seed" $crew2 drive "$out/start.onnx" --source sim --seed "$seed" --seconds $((frames / 20)) \
+      --countdown 0 --expert-labels --record
   done | parallel
   printf 'train: [%s,%s]\nval: [%s]\n' "$expert" "$(ls "$data"/dagger-*.h5 | paste -sd, -)" "$val" \
     > "$data/split-dagger$round.yaml"
