@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from crew2.drive.decoder import DecoderConfig, KeyDecoder
-from crew2.drive.fusion import FusionState, Rules, fuse, in_corridor, picture, picture_motion
+from crew2.drive.fusion import FusionState, Rules, fuse, in_corridor, picture, picture_motion, scenery
 from crew2.errors import Crew2Error
 
 KEYS = ["w", "a", "s", "d"]
@@ -187,6 +187,38 @@ def test_picture_motion_tells_a_standing_car_from_a_moving_one():
     shaken = [seen[-1], seen[-2], seen[-1]]  # pinned: flipping between two pictures every frame
     assert picture_motion(shaken[2], shaken[1]) > Rules().still
     assert picture_motion(shaken[2], shaken[1], shaken[0]) == 0.0, "against two frames back it stands"
+
+
+def test_traffic_passing_a_standing_car_does_not_read_as_moving():
+    """Cars streaming past one that stands change the picture; outside their boxes nothing moves. Measured over
+    crash prevention's window (a median over 0.5 s), the whole picture often reads as moving, the scenery never."""
+    from crew2.sim.env import SimEnv
+    from crew2.sim.world import SimConfig
+
+    env = SimEnv(SimConfig(traffic=3.0, obstacles=0))
+    env.reset(seed=2)
+    seen = []
+    for _ in range(100):  # 5 s held on the brake from the start: the car stands
+        frame = env.step(env.action_of(False, True, False, False))[0]
+        truth = env.frame.truth()  # ground-truth boxes as detections: x1, y1, x2, y2, score 1, class
+        seen.append((picture(frame), scenery(np.insert(truth, 4, 1.0, axis=1), (256, 144), Rules().min_score)))
+    assert env.world.player.v == 0.0
+    whole = [picture_motion(p, seen[i - 1][0], seen[i - 2][0]) for i, (p, _) in enumerate(seen) if i >= 2]
+    outside = [picture_motion(p, seen[i - 1][0], seen[i - 2][0], keep=k & seen[i - 1][1] & seen[i - 2][1])
+               for i, (p, k) in enumerate(seen) if i >= 2]
+    window = 10  # frames in 0.5 s
+    def medians(m): return [np.median(m[i - window:i]) for i in range(window, len(m) + 1)]
+    assert sum(m >= Rules().still for m in medians(whole)) > 10, "traffic moves the picture"
+    assert max(medians(outside)) < Rules().still, "but not the scenery"
+
+
+def test_scenery_leaves_out_the_boxes_of_confident_detections():
+    keep = scenery(np.array([[0, 72, 128, 144, 0.9, 0], [200, 100, 250, 140, 0.1, 0]]), (256, 144), 0.35)
+    assert keep.shape == (18, 64)
+    assert not keep[:, :32].any(), "the left half of the road, under a confident box"
+    assert keep[:, 34:].all(), "the rest: a pixel of margin, and the box scored under min_score counts for nothing"
+    everything = scenery(np.array([[0, 0, 256, 144, 0.9, 0]]), (256, 144), 0.35)
+    assert picture_motion(np.zeros((18, 64), np.uint8), np.ones((18, 64), np.uint8), keep=everything) is None
 
 
 def test_going_around_never_steers_into_a_vehicle_beside_us():

@@ -171,3 +171,30 @@ def test_closed_loop_sim_drive_moves_the_car():
         metrics = game.metrics
     assert metrics["distance_m"] > 50 and stats.steps > 50  # W and D held: fast, then onto the grass
     assert not game.sender.vector.any(), "released at the end"
+
+
+def test_a_car_held_on_the_brake_in_passing_traffic_is_made_to_pull_away():
+    """The network brakes at a standstill, nothing ahead, while traffic streams past in the other lanes, every
+    vehicle detected. Crash prevention judges standing from the scenery outside the boxes (the traffic moves the
+    picture), finds the car stuck and drives on."""
+    from dataclasses import replace
+
+    from crew2.drive.sim import SimGame
+    from crew2.keys import default_profile
+    from crew2.model.engine import Prediction
+    from crew2.sim.world import SimConfig
+
+    class BrakingEngine:  # holds S; its boxes are the simulator's ground truth
+        name, info = "braking", replace(INFO, size=(256, 144))
+
+        def __call__(self, frames: np.ndarray) -> list[Prediction]:
+            return [Prediction(np.array([0.1, 0.1, 0.9, 0.1]), np.insert(game.boxes(), 4, 1.0, axis=1))]
+
+    logs = []
+    with SimGame(SimConfig(traffic=3.0, obstacles=0), default_profile(), 2) as game:
+        drive_loop(game, BrakingEngine(), decoder(), game.sender, fps=20, rules=Rules(), realtime=False,
+                   max_steps=100, on_frame=logs.append)
+        metrics = game.metrics
+    escaped = [i for i, log in enumerate(logs) if any(h.rule == "go_around" for h in log.hits)]
+    assert escaped and escaped[0] <= 20 * (Rules().stuck + 1), "it pulls away soon after `stuck` seconds"
+    assert metrics["distance_m"] > 1.0

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from crew2.drive.decoder import KeyDecoder
-from crew2.drive.fusion import FusionState, Hit, Rules, fuse, picture, picture_motion
+from crew2.drive.fusion import FusionState, Hit, Rules, fuse, picture, picture_motion, scenery
 from crew2.drive.senders import KeySender
 from crew2.model.engine import Engine
 from crew2.signals import stop_on_signals
@@ -118,7 +118,7 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
     role_of = {key: role for role, key in info.roles.items()}
     role_index = {role: info.keys.index(key) for role, key in info.roles.items()}  # once, not every frame
     history: deque[np.ndarray] = deque(maxlen=info.frames)
-    recent: deque[np.ndarray] = deque(maxlen=2)  # the last two frames' `picture`s: is the car moving
+    recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=2)  # the last two (`picture`, `scenery`)s
     fusion_state = FusionState()
     period, start = 1.0 / fps, clock()
     next_tick = start
@@ -150,11 +150,6 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                     stats.bad_frames += 1
                     dog.heartbeat()
                     continue
-                motion = None
-                if rules is not None:  # only crash prevention asks whether the car moves
-                    seen = picture(frame)
-                    motion = picture_motion(seen, *recent) if recent else None
-                    recent.append(seen)
                 history.append(frame)
                 while len(history) < info.frames:
                     history.appendleft(history[0])
@@ -167,7 +162,11 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                 by_role = {role: bool(keys[i]) for role, i in role_index.items()}
                 t4 = clock()
                 hits: list[Hit] = []
-                if rules is not None:
+                if rules is not None:  # is the car moving: does the scenery outside the obstacles' boxes move
+                    seen = (picture(frame), scenery(pred.boxes, info.size, rules.min_score))
+                    keep = np.logical_and.reduce([seen[1], *(k for _, k in recent)])
+                    motion = picture_motion(seen[0], *(p for p, _ in recent), keep=keep) if recent else None
+                    recent.append(seen)
                     by_role, hits = fuse(by_role, pred.boxes, info.class_names, info.size, fusion_state, now_s, rules,
                                          motion)
                 want = {k: (by_role[role_of[k]] if k in role_of else bool(keys[i])) for i, k in enumerate(info.keys)}
