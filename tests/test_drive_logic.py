@@ -165,6 +165,9 @@ def test_a_network_that_stands_still_is_made_to_pull_away():
     # Braking or coasting while the picture moves (a curve, a slower car far ahead) is the network's call.
     assert all(out == (idle, []) for out in run(nothing, rules=Rules(stuck=2.0), keys=idle, motion=3.0))
     assert all(out == (idle, []) for out in run(nothing, rules=Rules(stuck=2.0), keys=idle, motion=None))
+    # Motion that stops being measurable (a truck fills the view) is unknown, not the last still readings.
+    assert all(out == (idle, []) for out in run(nothing, rules=Rules(stuck=2.0), keys=idle,
+                                                 motion=[0.0] * 10 + [None] * 40))
     # Traffic passing a car that stands moves part of the picture for a few frames: it still stands.
     outs = run(nothing, rules=Rules(stuck=2.0), keys=idle, motion=[0.0] * 10 + [2.0, 2.5] + [0.0] * 38)
     assert [h.rule for h in outs[40][1]] == ["go_around"]
@@ -215,8 +218,12 @@ def test_traffic_passing_a_standing_car_does_not_read_as_moving():
 def test_scenery_leaves_out_the_boxes_of_confident_detections():
     keep = scenery(np.array([[0, 72, 128, 144, 0.9, 0], [200, 100, 250, 140, 0.1, 0]]), (256, 144), 0.35)
     assert keep.shape == (18, 64)
-    assert not keep[:, :32].any(), "the left half of the road, under a confident box"
-    assert keep[:, 34:].all(), "the rest: a pixel of margin, and the box scored under min_score counts for nothing"
+    assert not keep[:, :33].any(), "the left half of the road under a confident box, and a pixel of margin"
+    assert keep[:, 33:].all(), "the box scored under min_score counts for nothing"
+    low = scenery(np.array([[128, 100, 192, 120, 0.9, 0]]), (256, 144), 0.35)  # picture rows 25-30, columns 32-48
+    assert not low[6:13, 31:49].any() and low[:6].all() and low[13:].all() and low[:, :31].all() and low[:, 49:].all()
+    odd = np.array([[np.nan, 80, 100, 120, 0.9, 0], [-50, -20, -30, 300, 0.9, 0], [250, 0, 400, 200, 0.9, 0]])
+    assert scenery(odd, (256, 144), 0.35)[:, 1:61].all(), "no number: left out; off the frame: clipped to it"
     everything = scenery(np.array([[0, 0, 256, 144, 0.9, 0]]), (256, 144), 0.35)
     assert picture_motion(np.zeros((18, 64), np.uint8), np.ones((18, 64), np.uint8), keep=everything) is None
 

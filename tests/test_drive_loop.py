@@ -173,7 +173,8 @@ def test_closed_loop_sim_drive_moves_the_car():
     assert not game.sender.vector.any(), "released at the end"
 
 
-def test_a_car_held_on_the_brake_in_passing_traffic_is_made_to_pull_away():
+@pytest.mark.parametrize("seed", [2, 5])
+def test_a_car_held_on_the_brake_in_passing_traffic_is_made_to_pull_away(seed):
     """The network brakes at a standstill, nothing ahead, while traffic streams past in the other lanes, every
     vehicle detected. Crash prevention judges standing from the scenery outside the boxes (the traffic moves the
     picture), finds the car stuck and drives on."""
@@ -191,7 +192,7 @@ def test_a_car_held_on_the_brake_in_passing_traffic_is_made_to_pull_away():
             return [Prediction(np.array([0.1, 0.1, 0.9, 0.1]), np.insert(game.boxes(), 4, 1.0, axis=1))]
 
     logs = []
-    with SimGame(SimConfig(traffic=3.0, obstacles=0), default_profile(), 2) as game:
+    with SimGame(SimConfig(traffic=3.0, obstacles=0), default_profile(), seed) as game:
         drive_loop(game, BrakingEngine(), decoder(), game.sender, fps=20, rules=Rules(), realtime=False,
                    max_steps=100, on_frame=logs.append)
         metrics = game.metrics

@@ -20,6 +20,7 @@ from crew2.errors import Crew2Error
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 STILL_TTC = 10.0  # s: an obstacle whose time-to-contact is longer than this is not coming closer
 MOTION_WINDOW = 0.5  # s: the car stands when the picture's median motion over this window is below `still`
+MIN_SCENERY = 0.05  # share of the picture that must lie outside the obstacles' boxes to measure motion on it
 
 
 @dataclass(frozen=True)
@@ -158,24 +159,29 @@ def picture(frame: np.ndarray) -> np.ndarray:
 def scenery(detections: np.ndarray, size: tuple[int, int], min_score: float) -> np.ndarray:
     """(18, 64) bool: the pixels of `picture` outside every detected obstacle's box, with a pixel of margin: what
     moves only when the car does. Traffic passing a car that stands moves the picture inside its boxes (on the
-    simulator's seed 3015, 95% of the standing frames changed by up to 6.7 grey levels; outside the boxes, 0)."""
+    simulator's seed 3015, 95% of the standing frames changed by up to 6.7 grey levels; outside the boxes, 0).
+    Boxes with a coordinate that is not a number are left out; the others are clipped to the frame."""
     width, height = size
     sx, sy, top = PICTURE[0] / width, PICTURE[1] / height, PICTURE[1] // 2
     keep = np.ones((PICTURE[1] - top, PICTURE[0]), bool)
     for x1, y1, x2, y2, score, _ in detections:
-        if score >= min_score:
-            keep[max(0, int(y1 * sy) - top - 1):max(0, int(np.ceil(y2 * sy)) - top + 1),
-                 max(0, int(x1 * sx) - 1):int(np.ceil(x2 * sx)) + 1] = False
+        if score >= min_score and np.isfinite([x1, y1, x2, y2]).all():
+            x1, x2 = np.clip([x1, x2], 0, width) * sx
+            y1, y2 = np.clip([y1, y2], 0, height) * sy
+            keep[max(0, int(y1) - top - 1):max(0, int(np.ceil(y2)) - top + 1),
+                 max(0, int(x1) - 1):int(np.ceil(x2)) + 1] = False
     return keep
 
 
 def picture_motion(now: np.ndarray, *earlier: np.ndarray, keep: np.ndarray | None = None) -> float | None:
     """How far the road moved: the mean absolute change of grey level (0-255) from the closest of the `earlier`
     pictures (`picture`) to `now`, over the pixels `keep` (`scenery` of all the frames compared; None: all). In
-    the simulator: 0 when the car stands, 0.5-1 at 20 km/h, 2-10 at speed; None when nothing is left to compare.
-    Give it the last two frames: a car pinned against something can be shaken between two positions every frame
-    (the picture flips, and never reads as standing against the last one)."""
-    if keep is not None and not keep.any():
+    the simulator, as the median over half a second: 0 when the car stands (single frames reach a few grey
+    levels where a vehicle has no box yet), 0.5-1 at 20 km/h, 2-10 at speed. None when less than `MIN_SCENERY`
+    of the picture is left to compare (a truck filling the view): too few pixels to tell. Give it the last two
+    frames: a car pinned against something can be shaken between two positions every frame (the picture
+    flips, and never reads as standing against the last one)."""
+    if keep is not None and keep.mean() < MIN_SCENERY:
         return None
     return min(float(cv2.absdiff(now, e)[keep if keep is not None else ...].mean()) for e in earlier)
 
@@ -198,8 +204,9 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
            state: FusionState, now: float, rules: Rules, motion: float | None) -> tuple[dict[str, bool], list[Hit]]:
     """The rules for what is ahead, and for standing still."""
     width, height = size
+    state.motion = [(t, m) for t, m in state.motion if now - t < MOTION_WINDOW]  # unknown motion: none
     if motion is not None:
-        state.motion = [(t, m) for t, m in state.motion if now - t < MOTION_WINDOW] + [(now, motion)]
+        state.motion.append((now, motion))
     standing = bool(state.motion) and float(np.median([m for _, m in state.motion])) < rules.still
     if not standing:
         state.still_since = None
