@@ -20,6 +20,7 @@ from crew2.errors import Crew2Error
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 STILL_TTC = 10.0  # s: an obstacle whose time-to-contact is longer than this is not coming closer
 MOTION_WINDOW = 0.5  # s: the car stands when the picture's median motion over this window is below `still`
+PICTURE = (64, 36)  # width, height of the grey picture whose lower half (the road) shows whether the car moves
 MIN_SCENERY = 0.05  # share of the picture that must lie outside the obstacles' boxes to measure motion on it
 
 
@@ -146,9 +147,6 @@ def _cut_sides(box: np.ndarray, width: int) -> list[str]:
 def _beside(state: FusionState, now: float) -> set[str]:
     """The sides where something is taken to be beside us now."""
     return {side for side, until in state.beside.items() if until >= now}
-
-
-PICTURE = (64, 36)  # width, height of the grey picture whose lower half (the road) shows whether the car moves
 
 
 def picture(frame: np.ndarray) -> np.ndarray:
