@@ -749,7 +749,7 @@ def drive_live(config, model, title: str = "", control=None):
 @data_app.command("info")
 @user_errors
 def data_info(sessions: Sessions) -> None:
-    """Sessions, frames, duration, source and size per frame."""
+    """Sessions, frames, duration, source and size per frame; frames with no key pressed, idle stretches."""
     from crew2.data.tools import info, session_paths
 
     table = Table(title="sessions")
@@ -763,6 +763,25 @@ def data_info(sessions: Sessions) -> None:
     out.print(table)
     frames = sum(r.frames for r in rows)
     out.print(f"{len(rows)} session(s), {frames} frames, {sum(r.seconds for r in rows) / 60:.1f} min")
+    print_idle(rows)
+
+
+def print_idle(rows) -> None:
+    """Per session and overall: frames with no key pressed, and the idle stretches (crew2.data.idle)."""
+    from crew2.data.tools import IdleSummary
+
+    total = IdleSummary.total([r.idle for r in rows])
+    table = Table(title=f"frames with no key pressed; idle stretches: {total.min_seconds:g} s or more of them")
+    for col in ("session", "no key", "stretches", "idle time", "idle share", "longest"):
+        table.add_column(col, justify="left" if col == "session" else "right")
+    for name, i in [*((r.path.name, r.idle) for r in rows), *([("all", total)] if len(rows) > 1 else [])]:
+        table.add_row(name, f"{i.no_keys_share:.1%}", str(i.stretches), f"{i.idle_seconds:.1f} s",
+                      f"{i.idle_share:.1%}", f"{i.longest_seconds:.1f} s")
+    out.print(table)
+    out.print(f"no key pressed in {total.no_keys_share:.1%} of frames; {total.stretches} idle stretch(es) of "
+              f"{total.min_seconds:g} s or more: {total.idle_seconds:.1f} s, {total.idle_share:.1%} of frames"
+              + (f"; longest {total.longest_seconds:.1f} s ({total.longest_at})" if total.stretches else ""),
+              highlight=False)
 
 
 @data_app.command("stats")
@@ -771,7 +790,7 @@ def data_stats(
     sessions: Sessions,
     png: Annotated[Path | None, typer.Option(help="Also draw the key combinations as a bar chart here.")] = None,
 ) -> None:
-    """Key-combination distribution (table and optional PNG) and annotation counts per class."""
+    """Key-combination distribution (table and optional PNG), annotation counts per class, idle stretches."""
     from collections import Counter
 
     from crew2.data.tools import info, key_combinations, plot_combinations, session_paths
@@ -791,6 +810,7 @@ def data_stats(
     out.print(f"annotated frames: {sum(r.annotated for r in rows)} of {total} "
               f"({sum(r.reviewed for r in rows)} reviewed); boxes per class: "
               + (", ".join(f"{k} {v}" for k, v in per_class.most_common()) or "none"))
+    print_idle(rows)
     if png is not None:
         plot_combinations(counts, png)
         out.print(f"wrote {png}")

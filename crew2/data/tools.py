@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from crew2.data.idle import IDLE_SECONDS, idle_runs, run_seconds
 from crew2.data.session import BOX_SOURCE, FRAMES, KEYS, NOT_ANNOTATED, PER_FRAME, REVIEWED, Session, SessionWriter
 from crew2.errors import Crew2Error
 
@@ -34,6 +35,52 @@ def session_paths(paths: list[Path]) -> list[Path]:
 
 
 @dataclass
+class IdleSummary:
+    """Frames with no key pressed, and the idle stretches (see crew2.data.idle) of one or more sessions."""
+
+    frames: int
+    no_keys: int  # frames with no key pressed, in stretches of any length
+    stretches: int  # idle stretches of `min_seconds` or more
+    idle_frames: int  # frames inside them
+    idle_seconds: float
+    longest_seconds: float = 0.0
+    longest_at: str = ""  # where the longest starts: "session.h5 at 12.3 s"
+    min_seconds: float = IDLE_SECONDS
+
+    @staticmethod
+    def of(keys: np.ndarray, times: np.ndarray, name: str, min_seconds: float = IDLE_SECONDS) -> IdleSummary:
+        runs = idle_runs(keys, times, min_seconds)
+        seconds = [run_seconds(times, r) for r in runs]
+        longest = int(np.argmax(seconds)) if runs else -1
+        return IdleSummary(
+            frames=len(keys), no_keys=int((~keys.astype(bool).any(1)).sum()) if len(keys) else 0,
+            stretches=len(runs), idle_frames=sum(b - a for a, b in runs), idle_seconds=float(sum(seconds)),
+            longest_seconds=seconds[longest] if runs else 0.0,
+            longest_at=f"{name} at {times[runs[longest][0]] - times[0]:.1f} s" if runs else "",
+            min_seconds=min_seconds)
+
+    @staticmethod
+    def total(parts: list[IdleSummary]) -> IdleSummary:
+        """The sum over sessions; the longest stretch is the longest of any."""
+        longest = max(parts, key=lambda p: p.longest_seconds, default=None)
+        return IdleSummary(
+            frames=sum(p.frames for p in parts), no_keys=sum(p.no_keys for p in parts),
+            stretches=sum(p.stretches for p in parts), idle_frames=sum(p.idle_frames for p in parts),
+            idle_seconds=sum(p.idle_seconds for p in parts),
+            longest_seconds=longest.longest_seconds if longest else 0.0,
+            longest_at=longest.longest_at if longest else "",
+            min_seconds=parts[0].min_seconds if parts else IDLE_SECONDS)
+
+    @property
+    def no_keys_share(self) -> float:
+        return self.no_keys / max(self.frames, 1)
+
+    @property
+    def idle_share(self) -> float:
+        return self.idle_frames / max(self.frames, 1)
+
+
+@dataclass
 class SessionInfo:
     path: Path
     frames: int
@@ -47,6 +94,7 @@ class SessionInfo:
     annotated: int
     reviewed: int
     boxes_per_class: Counter
+    idle: IdleSummary
 
 
 def info(path: Path) -> SessionInfo:
@@ -64,7 +112,7 @@ def info(path: Path) -> SessionInfo:
             fps=s.meta.fps, source=s.meta.source, driver=s.meta.driver, keys=s.meta.keys,
             resolution=f"{s.meta.width}x{s.meta.height}", kb_per_frame=path.stat().st_size / 1000 / max(len(s), 1),
             annotated=int((sources != NOT_ANNOTATED).sum()), reviewed=int((sources == REVIEWED).sum()),
-            boxes_per_class=per_class)
+            boxes_per_class=per_class, idle=IdleSummary.of(s.keys(), times, path.name))
     finally:
         s.close()
 
