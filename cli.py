@@ -524,6 +524,7 @@ def train(
         train_paths, val_paths = parts["train"], parts["val"]
     out_dir = out_dir or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
     from crew2.model import checkpoint  # torch: seconds to import, so after the checks above
+    from crew2.train.metrics import judge
     from crew2.train.trainer import TrainConfig
     from crew2.train.trainer import train as run_training
 
@@ -550,6 +551,8 @@ def train(
         progress.console.print(
             f"epoch {e.epoch}: keys F1 {v['f1']:.3f} (constant {v['constant_f1']:.3f}), exact {v['exact_match']:.3f}, "
             f"mAP50 {v['map50']:.3f}, mAP50-95 {v['map50_95']:.3f}{'  best' if e.best else ''}", highlight=False)
+        if e.warning:
+            progress.console.print(e.warning, style="bold red", markup=False, highlight=False)
 
     out.print(f"training on {len(train_paths)} session(s), validating on {len(val_paths)}; run folder {out_dir}")
     with progress:
@@ -559,6 +562,8 @@ def train(
         thresholds = ", ".join(f"{k.upper()} {t:.2f}" for k, t in zip(best["keys"], best["thresholds"], strict=True))
         out.print(f"calibrated thresholds (epoch {best['epoch']}, best.pt): {thresholds}")
         out.print(f"wrote {out_dir}: last.pt, best.pt, metrics.csv, losses.png, key_f1.png, confusion.png")
+        if warning := judge(best["metrics"], best["thresholds"], best["keys"]).warning():
+            out.print(f"best.pt: {warning}", style="bold red", markup=False, highlight=False)
 
 
 @app.command(name="eval")

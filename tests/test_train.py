@@ -17,6 +17,7 @@ from crew2.errors import Crew2Error
 from crew2.model import checkpoint
 from crew2.record.run import RecordConfig, record
 from crew2.sim.world import SimConfig
+from crew2.train.metrics import MARGIN
 from crew2.train.trainer import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +91,10 @@ def test_two_process_ddp_run_on_cpu(tiny_sessions, tmp_path):
     best = checkpoint.load(out / "best.pt")
     shipped = ", ".join(f"{k.upper()} {t:.2f}" for k, t in zip(best["keys"], best["thresholds"], strict=True))
     assert f"calibrated thresholds (epoch 0, best.pt): {shipped}" in result.stdout
+    lines = result.stdout.splitlines()  # six steps learn nothing: the warning follows the epoch and ends the run
+    epoch_line = next(i for i, line in enumerate(lines) if line.startswith("epoch 0: keys F1 "))
+    assert lines[epoch_line + 1].startswith("WARNING: this model looks useless"), lines[epoch_line:epoch_line + 2]
+    assert lines[-1].startswith("best.pt: WARNING: this model looks useless") and "crew2 data stats" in lines[-1]
 
 
 def test_train_config_and_cli_errors(tiny_sessions, tmp_path):
@@ -97,7 +102,11 @@ def test_train_config_and_cli_errors(tiny_sessions, tmp_path):
         TrainConfig(train=tiny_sessions[:2], val=tiny_sessions[1:], out=tmp_path)
     with pytest.raises(Crew2Error, match="unknown model scale"):
         config(tiny_sessions, tmp_path, scale="xxl")
-    train(config(tiny_sessions, tmp_path / "r", epochs=1, max_steps=2))
+    untrained = train(config(tiny_sessions, tmp_path / "r", epochs=1, max_steps=2))
+    assert untrained.warning.startswith("WARNING: this model looks useless"), "two steps learn nothing"
+    with open(tmp_path / "r" / "metrics.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["val_f1_over_constant"]) < MARGIN and float(row["val_suspect"]) == 1, "benchmarks read these"
     with pytest.raises(Crew2Error, match="holds a training run already"):
         train(config(tiny_sessions, tmp_path / "r", epochs=1, max_steps=2))
     result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "--split", str(tmp_path / "no.yaml")],

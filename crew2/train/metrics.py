@@ -1,10 +1,19 @@
-"""Key metrics (pure numpy): per-key precision/recall/F1, exact match of the key set, threshold calibration."""
+"""Key metrics (pure numpy): per-key precision/recall/F1, exact match of the key set, threshold calibration,
+and the verdict on a model that learnt nothing useful."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 
 GRID = np.linspace(0.02, 0.98, 49)  # candidate decision thresholds
+# "Clearly above" the constant baseline: a model whose validation key F1 beats always pressing every key by
+# less than this has not learnt when to press. Seen on a third-party game: F1 equal to the baseline, every
+# threshold calibrated to 0.02 (the model pressed everything all the time), and no warning.
+MARGIN = 0.05
+EXTREME = 0.05  # a calibrated threshold <= EXTREME or >= 1 - EXTREME has collapsed: the key is (almost) always
+# pressed, or (almost) never
 
 
 def f1(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -31,13 +40,68 @@ def key_metrics(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, k
     recall = tp / np.maximum(truth.sum(0), 1)
     scores = f1(pred, labels)
     out: dict[str, float] = {}
+    pressed = truth.mean(0) if len(truth) else np.zeros(truth.shape[1])
     for i, k in enumerate(keys):
         out.update({f"{k}_precision": float(precision[i]), f"{k}_recall": float(recall[i]),
-                    f"{k}_f1": float(scores[i])})
+                    f"{k}_f1": float(scores[i]), f"{k}_pressed": float(pressed[i])})
     out["f1"] = float(scores.mean())
     out["exact_match"] = float((pred == truth).all(1).mean())
+    # Per key 2p/(1+p), p the key's share of frames pressed; averaged over keys like the F1 above.
     out["constant_f1"] = float(f1(np.ones_like(truth), labels).mean())
     return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a model's key predictions look learnt, from its validation metrics and calibrated thresholds."""
+
+    f1: float
+    constant_f1: float
+    collapsed: dict[str, float]  # key -> its calibrated threshold, where that collapsed to an extreme
+    pressed: dict[str, float] = field(default_factory=dict)  # key -> share of validation frames it is down in
+
+    @property
+    def margin(self) -> float:
+        return self.f1 - self.constant_f1
+
+    @property
+    def no_better_than_constant(self) -> bool:
+        return not self.margin >= MARGIN  # a NaN F1 is no better either
+
+    @property
+    def suspect(self) -> bool:
+        return self.no_better_than_constant or bool(self.collapsed)
+
+    def metrics(self) -> dict[str, float]:
+        """The verdict as numbers for the epoch's metrics (and metrics.csv): benchmarks read these."""
+        return {"f1_over_constant": float(self.margin), "collapsed_thresholds": float(len(self.collapsed)),
+                "suspect": float(self.suspect)}
+
+    def warning(self) -> str | None:
+        """A loud sentence on what is wrong, what it means and what to try; None when nothing is."""
+        if not self.suspect:
+            return None
+        collapsed = ", ".join(
+            f"{k.upper()} {t:.2f}" + (f" (down in {self.pressed[k]:.0%} of validation frames)" if k in self.pressed
+                                      else "") for k, t in self.collapsed.items())
+        if self.no_better_than_constant:
+            text = (f"WARNING: this model looks useless: validation key F1 {self.f1:.3f} is not clearly above "
+                    f"always pressing every key ({self.constant_f1:.3f}; it should beat that by {MARGIN:g} or more)"
+                    + (f", and thresholds collapsed to the extremes: {collapsed}" if collapsed else "")
+                    + ". It has not learnt when to press the keys: driving, it will hold them down, never press "
+                    "them, or brake and stand.")
+        else:
+            text = (f"WARNING: calibrated thresholds collapsed to the extremes: {collapsed}. The model presses "
+                    "these keys (almost) always or (almost) never, whatever the screen shows.")
+        return (text + " Try more or more varied driving data, and check `crew2 data stats` for frames with no "
+                "key pressed and long idle stretches.")
+
+
+def judge(val: dict[str, float], thresholds: np.ndarray | list[float], keys: list[str]) -> Verdict:
+    """The verdict on a model from `key_metrics`' output on validation data and its calibrated thresholds."""
+    collapsed = {k: float(t) for k, t in zip(keys, thresholds, strict=True) if t <= EXTREME or t >= 1 - EXTREME}
+    pressed = {k: float(val[f"{k}_pressed"]) for k in keys if f"{k}_pressed" in val}
+    return Verdict(float(val["f1"]), float(val["constant_f1"]), collapsed, pressed)
 
 
 def confusion(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from crew2.model.loss import MultiTaskLoss, as_float, positive_weights
 from crew2.model.net import SCALES, MultiTaskNet, load_pretrained
 from crew2.sim.world import CLASSES
 from crew2.train import report
-from crew2.train.metrics import calibrate, confusion, key_metrics
+from crew2.train.metrics import calibrate, confusion, judge, key_metrics
 from detection.metrics import DetectionScore, nms
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class EpochResult:
     thresholds: list[float]
     best: bool
     history: list[dict[str, float]] = field(default_factory=list)
+    warning: str | None = None  # set when the model looks useless (see crew2.train.metrics.Verdict)
 
 
 def pick_device(name: str) -> torch.device:
@@ -244,6 +245,8 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
             thresholds = calibrate(probs, labels)
             val = key_metrics(probs, labels, thresholds, list(meta.keys))
             val.update(det_score.result())
+            verdict = judge(val, thresholds, list(meta.keys))
+            val.update(verdict.metrics())  # the baseline is val["constant_f1"]
             fitness = val["f1"] if math.isnan(val["map50"]) else 0.5 * val["f1"] + 0.5 * val["map50"]
             val["fitness"] = fitness
             is_best = fitness > best_fitness
@@ -264,7 +267,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
             if is_best:
                 checkpoint.save(out / "best.pt", **state)
             report.write(out, history, list(meta.keys), np.array(state["confusion"]))
-            result = EpochResult(epoch, train_means, val, thresholds.tolist(), is_best, history)
+            result = EpochResult(epoch, train_means, val, thresholds.tolist(), is_best, history, verdict.warning())
             if on_epoch is not None:
                 on_epoch(result)
         if cfg.max_steps is not None and step >= cfg.max_steps:
