@@ -58,6 +58,8 @@ Obstacles = Annotated[float, typer.Option(help="Groups of cones/barriers per km.
 TrackKm = Annotated[float, typer.Option("--track-km", help="Length of each episode's road, km.")]
 Randomize = Annotated[bool, typer.Option(help="Random colours, light, fog and camera per episode.")]
 Sessions = Annotated[list[Path], typer.Argument(help="Session files, or folders holding them.")]
+BoxRules = Annotated[str, typer.Option(help="Crash prevention's rules that act on the network's boxes: auto (on "
+                                            "when its obstacle head was trained), on or off.")]
 
 
 def sim_config(width: int, height: int, lanes: int, traffic: float, obstacles: float, track_km: float,
@@ -149,7 +151,7 @@ def demo(
     if episodes < 1 or seconds <= 0:  # before the imports, which take seconds
         raise Crew2Error("--episodes must be 1 or more and --seconds positive")
     from crew2.drive.loop import DriveControl
-    from crew2.drive.run import DriveConfig
+    from crew2.drive.run import DriveConfig, box_rules
     from crew2.model.engine import DEFAULT_WEIGHTS, load_engine
     from crew2.sim.episodes import mean_summary, run_autopilot
     from crew2.sim.world import SimConfig
@@ -163,6 +165,8 @@ def demo(
     sim = SimConfig(width=w, height=h, track_km=5.0, max_seconds=seconds)
     seeds = list(range(seed, seed + episodes))
     results = []
+    if fusion:
+        out.print(box_rules("auto", model.info)[1], highlight=False, soft_wrap=True)
     control = DriveControl()  # Esc in the window, Ctrl+C or SIGTERM stop the episode and the demo
     for i, s in enumerate(seeds):
         config = DriveConfig(weights=weights, source="sim", fps=sim.fps, fusion=fusion, countdown=0, seed=s, sim=sim,
@@ -581,6 +585,7 @@ def eval_(
     seconds: Annotated[float, typer.Option(help="--drive: length of each episode, s.")] = 120.0,
     track_km: TrackKm = 5.0,
     rules: Annotated[Path | None, typer.Option(help="--drive: your own crash-prevention rules (YAML).")] = None,
+    box_rules: BoxRules = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="--drive: also write every episode here.")]
     = None,
 ) -> None:
@@ -593,7 +598,7 @@ def eval_(
 
     model = load_engine(weights, engine, threads=1 if drive else None)  # one thread: see crew2 drive --threads
     if drive:
-        return eval_drive(model, weights, seeds, episodes, seconds, track_km, rules, json_out)
+        return eval_drive(model, weights, seeds, episodes, seconds, track_km, rules, json_out, box_rules)
     if not sessions:
         raise Crew2Error("give held-out session files (shadow mode), or --drive for the closed loop")
     from crew2.data.tools import session_paths
@@ -617,21 +622,24 @@ def eval_(
 
 
 def eval_drive(model, weights: Path, seeds_text: str, episodes: int, seconds: float, track_km: float,
-               rules: Path | None, json_out: Path | None) -> None:
+               rules: Path | None, json_out: Path | None, box_rules_setting: str = "auto") -> None:
     from rich.progress import Progress
 
     from crew2.drive.evaluate import DRIVERS, compare, parse_seeds, summary
+    from crew2.drive.run import box_rules
     from crew2.sim.world import SimConfig
 
     if episodes < 1:
         raise Crew2Error(f"--episodes must be 1 or more, not {episodes}")
     seeds = parse_seeds(seeds_text, episodes)
+    _, crash_prevention = box_rules(box_rules_setting, model.info)  # "model + fusion" drives as this says
     w, h = model.info.size
     sim = SimConfig(width=w, height=h, track_km=track_km, max_seconds=seconds)
     with Progress(console=out, transient=True) as progress:
         task = progress.add_task("driving the simulator", total=len(DRIVERS) * len(seeds))
         results = compare(model, weights, seeds, sim, rules,
-                          on_episode=lambda name, r: progress.update(task, advance=1, description=name))
+                          on_episode=lambda name, r: progress.update(task, advance=1, description=name),
+                          box_rules=box_rules_setting)
     means = summary(results)
     table = Table(title=f"closed loop: {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), {seconds:g} s each, "
                         f"{model.name} engine")
@@ -643,8 +651,9 @@ def eval_drive(model, weights: Path, seeds_text: str, episodes: int, seconds: fl
     for name, m in means.items():
         table.add_row(name, *(f"{m[c]:g}" for c in columns))
     out.print(table)
+    out.print(f"model + fusion: {crash_prevention}", highlight=False, soft_wrap=True)
     write_json(json_out, {"weights": str(weights), "seeds": seeds, "seconds": seconds, "track_km": track_km,
-                          "summary": means, "episodes": results})
+                          "crash_prevention": crash_prevention, "summary": means, "episodes": results})
 
 
 @app.command()
@@ -688,6 +697,7 @@ def drive(
     fps: Annotated[float, typer.Option(help="Control rate, frames per second.")] = 20.0,
     fusion: Annotated[bool, typer.Option(help="Crash prevention on (--no-fusion to compare without).")] = True,
     rules: Annotated[Path | None, typer.Option(help="Your own crash-prevention rules (YAML).")] = None,
+    box_rules: BoxRules = "auto",
     dry_run: Annotated[bool, typer.Option(help="Everything but sending keys.")] = False,
     countdown: Annotated[float, typer.Option(help="Seconds to switch to the game before the first key.")] = 3.0,
     seconds: Annotated[float | None, typer.Option(help="Stop after this long.")] = None,
@@ -714,9 +724,11 @@ def drive(
 
     config = DriveConfig(weights=weights, source=source, window=window,
                          region=parse_region(region) if region else None, engine=engine, fps=fps, fusion=fusion,
-                         rules=rules, dry_run=dry_run, countdown=countdown, seconds=seconds, log=log, seed=seed,
-                         show=show, record=record, mp4=mp4, expert_labels=expert_labels)
+                         rules=rules, box_rules=box_rules, dry_run=dry_run, countdown=countdown, seconds=seconds,
+                         log=log, seed=seed, show=show, record=record, mp4=mp4, expert_labels=expert_labels)
     model = load_engine(weights, engine, threads=threads)  # loaded once: fails early on a bad model file
+    if fusion:
+        out.print(crash_prevention_line(config, model.info), highlight=False, soft_wrap=True)
     result = drive_live(config, model)
     s = result.stats
     out.print(f"drove {s.steps} frames in {s.elapsed:.1f} s ({s.steps / max(s.elapsed, 1e-9):.1f} fps), {s.late} late, "
@@ -728,6 +740,13 @@ def drive(
             out.print(f"wrote {path}")
 
 
+def crash_prevention_line(config, info) -> str:
+    """What crash prevention acts on, in a line (`crew2.drive.run.box_rules`)."""
+    from crew2.drive.run import box_rules
+
+    return box_rules(config.box_rules, info)[1]
+
+
 def drive_live(config, model, title: str = "", control=None):
     """crew2's drive loop under a rich Live telemetry panel refreshed at most 10 times a second."""
     from rich.console import Group
@@ -736,7 +755,8 @@ def drive_live(config, model, title: str = "", control=None):
     from crew2.drive.run import drive as run_drive
     from crew2.drive.telemetry import Aggregator, render
 
-    telemetry = Aggregator(model.info.keys, model.info.thresholds, config.fps)
+    telemetry = Aggregator(model.info.keys, model.info.thresholds, config.fps,
+                           crash_prevention_line(config, model.info) if config.fusion else "")
     live = Live(console=out, refresh_per_second=10, transient=True)
     shown = [0.0]
 

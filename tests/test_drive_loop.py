@@ -145,7 +145,8 @@ def test_telemetry_renders_a_snapshot():
     from crew2.drive.fusion import Hit
     from crew2.drive.loop import FrameLog
 
-    agg = Aggregator(INFO.keys, INFO.thresholds, 20.0)
+    line = "crash prevention: the obstacle head never saw an annotated frame: box rules off"
+    agg = Aggregator(INFO.keys, INFO.thresholds, 20.0, line)
     for i in range(11):
         agg.add(FrameLog(i, i * 0.05, {"capture": 1.0, "preprocess": 0.2, "infer": 2.5, "decode": 0.05,
                                        "fusion": 0.1, "send": 0.05}, [0.9, 0.2, 0.7, 0.1], ["w", "s"],
@@ -159,6 +160,7 @@ def test_telemetry_renders_a_snapshot():
     text = console.export_text()
     assert "20.0 / 20 fps" in text and "brake_for_obstacle ×3" in text and "0.90 s" in text
     assert "W" in text and "infer" in text and "sending keys" in text
+    assert line in text, "what crash prevention acts on is shown all along"
 
 
 def test_closed_loop_sim_drive_moves_the_car():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +17,9 @@ from crew2.drive.evaluate import compare, model_episodes, parse_seeds, summary
 from crew2.drive.fusion import Hit, Rules
 from crew2.drive.loop import FrameLog
 from crew2.drive.overlay import CLASS_COLOURS, GREEN, RED, draw
-from crew2.drive.run import DriveConfig, drive
+from crew2.drive.run import DriveConfig, box_rules, drive
 from crew2.errors import Crew2Error
+from crew2.model.checkpoint import DetectorTraining
 from crew2.model.engine import Prediction
 from crew2.sim.world import SimConfig
 from tests.drive_helpers import INFO, ScriptedEngine
@@ -95,6 +98,52 @@ def test_fusion_changes_the_closed_loop_when_it_brakes():
     means = summary(results)
     assert means["model"]["distance_m"] > 30, "without fusion the model holds the throttle"
     assert means["model + fusion"]["distance_m"] < 0.2 * means["model"]["distance_m"], "with fusion it brakes"
+
+
+BOX_RULES = {"brake_for_obstacle", "lift_for_obstacle", "steer_to_free_side", "keep_clear"}
+TRAINED, UNTRAINED = DetectorTraining(12_000, 0.31), DetectorTraining(0, None)
+
+
+def rules_fired(engine: ScriptedEngine, setting: str = "auto") -> Counter:
+    """Frames each crash-prevention rule fired in, over one 4 s episode of `SIM`."""
+    fired: Counter = Counter()
+    drive(DriveConfig(weights=Path("scripted"), source="sim", sim=SIM, countdown=0, box_rules=setting),
+          engine=engine, on_frame=lambda entry: fired.update({h.rule for h in entry.hits}))
+    return fired
+
+
+@pytest.mark.parametrize(("detector", "setting", "boxes"), [
+    (TRAINED, "auto", True), (None, "auto", True),  # not recorded (made before crew2 did): as before
+    (UNTRAINED, "auto", False), (DetectorTraining(5_000, 0.004), "auto", False),  # under the mAP50 floor
+    (UNTRAINED, "on", True), (TRAINED, "off", False)])
+def test_box_rules_act_only_on_a_trained_obstacle_head(detector, setting, boxes):
+    """The same close car ahead in every frame: braked for when the obstacle head was trained, ignored when it
+    never saw an annotated frame or scores under the floor, unless --box-rules says otherwise."""
+    engine = WallAheadEngine()
+    engine.info = replace(INFO, detector=detector)
+    fired = rules_fired(engine, setting)
+    assert (fired["brake_for_obstacle"] > 20) == boxes, fired
+    if not boxes:
+        assert not BOX_RULES & set(fired), fired
+    on, line = box_rules(setting, engine.info)
+    assert on == boxes and line.startswith("crash prevention: ") and f"box rules {'on' if boxes else 'off'}" in line
+
+
+def test_going_around_a_standstill_needs_no_boxes_and_stays():
+    """An untrained head's boxes are ignored, but a network that holds the brake at a standstill is still made
+    to pull away: standing is judged on the picture alone."""
+    class StandingEngine(WallAheadEngine):
+        def __call__(self, frames: np.ndarray) -> list[Prediction]:
+            return [replace(p, key_probs=np.array([0.1, 0.1, 0.9, 0.1])) for p in super().__call__(frames)]
+
+    engine = StandingEngine()
+    engine.info = replace(INFO, detector=UNTRAINED)
+    fired = rules_fired(engine)
+    assert fired["go_around"] > 0 and not BOX_RULES & set(fired), fired
+    line = box_rules("auto", engine.info)[1]
+    assert "never saw an annotated frame" in line and "box rules off" in line and "going around" in line
+    with pytest.raises(Crew2Error, match="--box-rules must be one of auto, on, off"):
+        DriveConfig(weights=Path("scripted"), source="sim", box_rules="maybe")
 
 
 class SignalledEngine(ScriptedEngine):

@@ -16,6 +16,7 @@ from crew2.data.session import SIM_TRUTH, SessionMeta, SessionWriter, encode
 from crew2.errors import Crew2Error
 from crew2.keys import default_profile
 from crew2.model import checkpoint
+from crew2.model.checkpoint import MAP50_FLOOR, DetectorTraining, detector_trained
 from crew2.model.engine import export_onnx, load_engine
 from crew2.model.loss import MultiTaskLoss
 from crew2.model.net import MultiTaskNet
@@ -61,7 +62,7 @@ def model(tmp_path_factory) -> tuple[Path, Path]:
     path = folder / "m.pt"
     checkpoint.save(path, net_cfg=checkpoint.net_config(net, "t", 128), profile=default_profile(),
                     class_names=list(CLASSES), thresholds=[0.5, 0.4, 0.6, 0.45], model=net.eval().state_dict(),
-                    size=(256, 144))
+                    size=(256, 144), detector={"annotated_frames": 320, "map50": 0.125})
     return path, export_onnx(path, folder / "m.onnx")
 
 
@@ -77,6 +78,7 @@ def test_onnx_agrees_with_pytorch_and_decodes_the_same(model):
     torch_engine, onnx_engine = load_engine(pt), load_engine(onnx_path)
     assert onnx_engine.name == "onnx" and torch_engine.name == "torch"
     assert onnx_engine.info == torch_engine.info  # the metadata traveled with the ONNX file
+    assert onnx_engine.info.detector == DetectorTraining(320, 0.125)
     x = sim_inputs(4)
     a, b = torch_engine(x), onnx_engine(x)
     assert sum(len(p.boxes) for p in a) > 0, "the test exercises NMS"
@@ -85,6 +87,22 @@ def test_onnx_agrees_with_pytorch_and_decodes_the_same(model):
         assert len(pa.boxes) == len(pb.boxes)
         np.testing.assert_allclose(pa.boxes[:, :4], pb.boxes[:, :4], atol=0.05)
         np.testing.assert_array_equal(pa.boxes[:, 5], pb.boxes[:, 5])
+
+
+def test_whether_the_obstacle_head_was_trained():
+    """From what a checkpoint records, or, made before crew2 recorded it, from its metrics and loss history."""
+    assert detector_trained(DetectorTraining(320, 0.125))[0]
+    assert detector_trained(DetectorTraining(320, None))[0], "annotated training frames, none to validate on"
+    assert not detector_trained(DetectorTraining(0, None))[0]
+    assert not detector_trained(DetectorTraining(320, MAP50_FLOOR / 2))[0]
+    assert detector_trained(None) == (True, "the model does not record how its obstacle head was trained")
+    nan = float("nan")
+    old = {"metrics": {"map50": 0.052}, "history": [{"train_det": 2.3}]}  # as the shipped model was saved
+    assert DetectorTraining.of(old) == DetectorTraining(None, 0.052)
+    never = {"metrics": {"map50": nan}, "history": [{"train_det": 0.0}, {"train_det": 0.0}]}  # no annotations
+    assert DetectorTraining.of(never) == DetectorTraining(0, None)
+    assert DetectorTraining.of({"metrics": {"map50": nan}, "history": [{"train_det": 1.5}]}) is None
+    assert DetectorTraining.of({}) is None
 
 
 def test_engines_refuse_the_wrong_model_for_the_job(model, tmp_path):

@@ -10,11 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
 import torch
 
+from crew2.data.session import BOX_SOURCE, NOT_ANNOTATED
 from crew2.errors import Crew2Error
 from crew2.model import checkpoint
+from crew2.model.checkpoint import detector_trained
+from crew2.model.engine import export_onnx, load_engine
 from crew2.record.run import RecordConfig, record
 from crew2.sim.world import SimConfig
 from crew2.train.metrics import MARGIN
@@ -55,6 +59,30 @@ def test_short_training_learns_keys_and_obstacles(tiny_sessions, tmp_path):
     ckpt = checkpoint.load(tmp_path / "run" / "best.pt")
     assert ckpt["keys"] == ["w", "a", "s", "d"] and len(ckpt["thresholds"]) == 4
     assert ckpt["class_names"] == ["car", "truck", "cone", "barrier"] and ckpt["size"] == [64, 36]
+    # Every sim frame carries its ground truth: the obstacle head stepped on every frame of every batch (32 a
+    # step, bar the last of an epoch's pass over the data).
+    epoch = next(h for h in result.history if h["epoch"] == ckpt["epoch"])
+    assert 0.99 * 32 * epoch["step"] < ckpt["detector"]["annotated_frames"] <= 32 * epoch["step"]
+    assert ckpt["detector"]["map50"] == epoch["val_map50"], "these weights' own validation mAP50"
+    assert detector_trained(load_engine(tmp_path / "run" / "best.pt").info.detector)[0] == (
+        epoch["val_map50"] >= checkpoint.MAP50_FLOOR)
+
+
+def test_a_head_that_never_saw_an_annotated_frame_is_recorded_so(tiny_sessions, tmp_path):
+    """Sessions without annotations (a game crew2 has no boxes for): the checkpoint and its ONNX export say the
+    obstacle head never saw an annotated frame, so driving leaves its boxes alone."""
+    bare = []
+    for path in tiny_sessions:
+        bare.append(tmp_path / path.name)
+        shutil.copy(path, bare[-1])
+        with h5py.File(bare[-1], "r+") as f:
+            f[BOX_SOURCE][:] = NOT_ANNOTATED
+    train(config(bare, tmp_path / "run", epochs=1, max_steps=2))
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["detector"] == {"annotated_frames": 0, "map50": None}
+    onnx = load_engine(export_onnx(tmp_path / "run" / "last.pt", tmp_path / "last.onnx"))
+    assert onnx.info == load_engine(tmp_path / "run" / "last.pt").info, "the record travels with the export"
+    assert detector_trained(onnx.info.detector) == (False, "the obstacle head never saw an annotated frame")
 
 
 def test_resume_continues_exactly(tiny_sessions, tmp_path):
@@ -70,6 +98,7 @@ def test_resume_continues_exactly(tiny_sessions, tmp_path):
         for k in a[name]:
             torch.testing.assert_close(a[name][k], b[name][k], rtol=0, atol=0, msg=f"{name}.{k}")
     assert a["thresholds"] == b["thresholds"]
+    assert a["detector"] == b["detector"] and a["detector"]["annotated_frames"] == 32 * 2 * steps
 
 
 def test_two_process_ddp_run_on_cpu(tiny_sessions, tmp_path):
@@ -84,6 +113,7 @@ def test_two_process_ddp_run_on_cpu(tiny_sessions, tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     ckpt = checkpoint.load(out / "last.pt")
     assert ckpt["step"] == 6 and ckpt["train_config"]["epochs"] == 1
+    assert ckpt["detector"]["annotated_frames"] == 6 * 16 * 2, "both ranks' annotated frames are counted"
     steps = [line.split(",")[0] for line in result.stdout.splitlines() if line.startswith("epoch 0: step ")]
     assert steps and len(steps) == len(set(steps)), "a log (no terminal) gets progress lines, from rank 0 only"
     assert any(re.match(r"epoch 0: keys F1 .*, mAP50-95 \d\.\d{3}", line) for line in result.stdout.splitlines()), \

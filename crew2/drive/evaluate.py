@@ -32,14 +32,16 @@ def parse_seeds(text: str, episodes: int) -> list[int]:
 
 
 def model_episodes(engine: Engine, weights: Path, seeds: Iterable[int], sim: SimConfig, fusion: bool,
-                   rules: Path | None = None, on_episode: Callable[[dict], None] | None = None) -> list[dict]:
+                   rules: Path | None = None, on_episode: Callable[[dict], None] | None = None,
+                   box_rules: str = "auto") -> list[dict]:
     """One episode per seed driven by the network (not paced: as fast as it runs); one summary each. Ctrl+C or
-    SIGTERM ends the episode being driven and the whole run (KeyboardInterrupt), not just that episode."""
+    SIGTERM ends the episode being driven and the whole run (KeyboardInterrupt), not just that episode.
+    `box_rules` as `crew2 drive --box-rules` (`run.box_rules`)."""
     results = []
     control = DriveControl()  # one for all the episodes: the drive loop sets its stop flag on a signal
     for seed in seeds:
         cfg = DriveConfig(weights=weights, source="sim", fps=sim.fps, fusion=fusion, rules=rules, countdown=0,
-                          seed=seed, sim=sim)
+                          seed=seed, sim=sim, box_rules=box_rules)
         result = drive(cfg, engine=engine, control=control)
         if control.stop.is_set():
             raise KeyboardInterrupt(f"stopped during the episode on seed {seed}")
@@ -50,8 +52,10 @@ def model_episodes(engine: Engine, weights: Path, seeds: Iterable[int], sim: Sim
 
 
 def compare(engine: Engine, weights: Path, seeds: list[int], sim: SimConfig, rules: Path | None = None,
-            on_episode: Callable[[str, dict], None] | None = None) -> dict[str, list[dict]]:
-    """Per driver (autopilot, model, model + fusion), the per-episode summaries on the same seeds."""
+            on_episode: Callable[[str, dict], None] | None = None, box_rules: str = "auto") -> dict[str, list[dict]]:
+    """Per driver (autopilot, model, model + fusion), the per-episode summaries on the same seeds. "model +
+    fusion" acts on the network's boxes only as `box_rules` says (`run.box_rules`: by default, only when its
+    obstacle head was trained)."""
     def hook(name: str) -> Callable[[dict], None] | None:
         return None if on_episode is None else (lambda r: on_episode(name, r))
 
@@ -61,7 +65,7 @@ def compare(engine: Engine, weights: Path, seeds: list[int], sim: SimConfig, rul
         for r in results[autopilot]:
             on_episode(autopilot, r)
     results[model] = model_episodes(engine, weights, seeds, sim, False, rules, hook(model))
-    results[fused] = model_episodes(engine, weights, seeds, sim, True, rules, hook(fused))
+    results[fused] = model_episodes(engine, weights, seeds, sim, True, rules, hook(fused), box_rules)
     return results
 
 

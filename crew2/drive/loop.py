@@ -20,6 +20,7 @@ from crew2.model.engine import Engine
 from crew2.signals import stop_on_signals
 
 STAGES = ("capture", "preprocess", "infer", "decode", "fusion", "send")
+NO_BOXES = np.zeros((0, 6), np.float32)  # what crash prevention sees with the box rules off
 
 
 @dataclass
@@ -105,12 +106,14 @@ class Watchdog:
 
 
 def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *, fps: float,
-               rules: Rules | None = None, max_steps: int | None = None, realtime: bool = True,
+               rules: Rules | None = None, box_rules: bool = True, max_steps: int | None = None, realtime: bool = True,
                focused: Callable[[], bool] = lambda: True, dry_run: bool = False, watchdog: float = 0.5,
                control: DriveControl | None = None, on_frame: Callable[[FrameLog], None] | None = None,
                poll: Callable[[], None] | None = None, clock: Callable[[], float] = time.perf_counter) -> DriveStats:
     """Drive until `control.stop`, `max_steps`, the source running dry, Ctrl+C or SIGTERM. `rules` None turns crash
-    prevention off. Keys are released whenever the game is not in front, while paused, and at the end.
+    prevention off; `box_rules` False hides the network's boxes from it (an untrained obstacle head), so that only
+    its rule without boxes acts (going around when the car stands; standing is then judged on the whole picture).
+    Keys are released whenever the game is not in front, while paused, and at the end.
     `poll` runs once per iteration before keys go out (hotkeys that pause or stop through `control`)."""
     info = engine.info
     control = control or DriveControl()
@@ -163,11 +166,12 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                 t4 = clock()
                 hits: list[Hit] = []
                 if rules is not None:  # is the car moving: does the scenery outside the obstacles' boxes move
-                    seen = (picture(frame), scenery(pred.boxes, info.size, rules.min_score))
+                    boxes = pred.boxes if box_rules else NO_BOXES
+                    seen = (picture(frame), scenery(boxes, info.size, rules.min_score))
                     keep = np.logical_and.reduce([seen[1], *(k for _, k in recent)])
                     motion = picture_motion(seen[0], *(p for p, _ in recent), keep=keep) if recent else None
                     recent.append(seen)
-                    by_role, hits = fuse(by_role, pred.boxes, info.class_names, info.size, fusion_state, now_s, rules,
+                    by_role, hits = fuse(by_role, boxes, info.class_names, info.size, fusion_state, now_s, rules,
                                          motion)
                 want = {k: (by_role[role_of[k]] if k in role_of else bool(keys[i])) for i, k in enumerate(info.keys)}
                 t5 = clock()

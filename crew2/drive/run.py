@@ -16,11 +16,13 @@ from crew2.drive.fusion import Rules
 from crew2.drive.loop import DriveControl, DriveStats, FrameLog, drive_loop
 from crew2.errors import Crew2Error
 from crew2.keys import KeyProfile
-from crew2.model.engine import Engine, load_engine
+from crew2.model.checkpoint import detector_trained
+from crew2.model.engine import Engine, ModelInfo, load_engine
 from crew2.sim.world import SimConfig
 
 SOURCES = ("sim", "screen", "window")
 HOTKEYS = {"pause": "f9", "stop": "f10"}
+BOX_RULES = ("auto", "on", "off")  # auto: on when the obstacle head was trained (checkpoint.detector_trained)
 
 
 @dataclass
@@ -33,6 +35,7 @@ class DriveConfig:
     fps: float = 20.0
     fusion: bool = True
     rules: Path | None = None
+    box_rules: str = "auto"  # crash prevention's rules that act on the network's boxes: auto, on or off
     dry_run: bool = False
     countdown: float = 3.0
     seconds: float | None = None
@@ -51,6 +54,8 @@ class DriveConfig:
             raise Crew2Error(f"unknown source '{self.source}': use one of {', '.join(SOURCES)}")
         if self.source == "window" and not self.window:
             raise Crew2Error("--source window needs --window TITLE")
+        if self.box_rules not in BOX_RULES:
+            raise Crew2Error(f"--box-rules must be one of {', '.join(BOX_RULES)}, not '{self.box_rules}'")
         if not 1 <= self.fps <= 120:
             raise Crew2Error(f"--fps must be between 1 and 120, not {self.fps}")
         if self.expert_labels and (self.source != "sim" or self.record is None):
@@ -63,6 +68,21 @@ class DriveResult:
     sim: dict[str, float] | None
 
 
+def box_rules(setting: str, info: ModelInfo) -> tuple[bool, str]:
+    """Whether crash prevention acts on the network's boxes, and a line that says so and why. "auto": only
+    when the obstacle head was trained (`checkpoint.detector_trained`); boxes from a head that never saw an
+    annotated frame are noise, and braking, lifting and keeping clear for them is worse than nothing. Going
+    around when the car stands needs no boxes: it stays."""
+    if setting not in BOX_RULES:
+        raise Crew2Error(f"--box-rules must be one of {', '.join(BOX_RULES)}, not '{setting}'")
+    trained, why = detector_trained(info.detector)
+    on = trained if setting == "auto" else setting == "on"
+    line = f"crash prevention: {why}: box rules {'on' if on else 'off'}"
+    if setting != "auto":
+        line += f" (--box-rules {setting})"
+    return on, line + ("" if on else "; only going around when the car stands stays on")
+
+
 def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
           on_countdown: Callable[[float], None] | None = None, control: DriveControl | None = None,
           engine: Engine | None = None) -> DriveResult:
@@ -71,6 +91,7 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
     info = engine.info
     decoder = KeyDecoder(info.keys, info.roles, info.thresholds, DecoderConfig())
     rules = Rules.load(cfg.rules) if cfg.fusion else None
+    boxes_on, _ = box_rules(cfg.box_rules, info)
     profile = KeyProfile("model", tuple(info.keys), dict(info.roles))
     control = control or DriveControl()
     with contextlib.ExitStack() as stack:
@@ -123,9 +144,9 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
                 on_countdown(left)
             time.sleep(min(0.25, left))
         max_steps = None if cfg.seconds is None else int(cfg.seconds * cfg.fps)
-        stats = drive_loop(source, engine, decoder, sender, fps=cfg.fps, rules=rules, max_steps=max_steps,
-                           realtime=realtime, focused=focused, dry_run=cfg.dry_run, control=control,
-                           on_frame=lambda entry: [hook(entry) for hook in hooks], poll=hotkeys.poll)
+        stats = drive_loop(source, engine, decoder, sender, fps=cfg.fps, rules=rules, box_rules=boxes_on,
+                           max_steps=max_steps, realtime=realtime, focused=focused, dry_run=cfg.dry_run,
+                           control=control, on_frame=lambda entry: [hook(entry) for hook in hooks], poll=hotkeys.poll)
         return DriveResult(stats, source.metrics if cfg.source == "sim" else None)
 
 

@@ -30,6 +30,7 @@ class Snapshot:
     bad_frames: int
     steps: int
     sending: bool
+    crash_prevention: str = ""  # what crash prevention acts on (`run.box_rules`'s line); "" when it is off
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Aggregator:
     keys: list[str]
     thresholds: list[float]
     target_fps: float
+    crash_prevention: str = ""
     window: deque = field(default_factory=lambda: deque(maxlen=200))
     rules: Counter = field(default_factory=Counter)
     late: int = 0
@@ -60,7 +62,7 @@ class Aggregator:
                         latency_ms=latency, keys=self.keys, probs=last.probs, thresholds=self.thresholds,
                         pressed=last.pressed, obstacles=last.obstacles, closest_ttc=last.closest_ttc,
                         rules=dict(self.rules), late=self.late, bad_frames=bad_frames, steps=last.step,
-                        sending=last.sent)
+                        sending=last.sent, crash_prevention=self.crash_prevention)
 
 
 def bar(p: float, threshold: float, width: int = 20) -> Text:
@@ -91,5 +93,6 @@ def render(s: Snapshot) -> Group:
         lat.add_row(stage, f"{p50:.2f}", f"{p99:.2f}", style="bold" if stage == "total" else None)
     ttc = "—" if s.closest_ttc is None else f"{s.closest_ttc:.2f} s"
     rules = ", ".join(f"{r} ×{n}" for r, n in sorted(s.rules.items())) or "none fired"
-    tail = Text(f"obstacles {s.obstacles}   closest time-to-contact {ttc}\nrules: {rules}")
+    tail = Text(f"obstacles {s.obstacles}   closest time-to-contact {ttc}\nrules: {rules}"
+                + (f"\n{s.crash_prevention}" if s.crash_prevention else ""))
     return Group(head, keys, lat, tail)

@@ -1,14 +1,14 @@
 """Inference engines: the network from a checkpoint (PyTorch) or its ONNX export (ONNX Runtime), behind one
 interface with the same preprocessing and the same decoding, so a driver never cares which one it runs.
 
-ONNX files carry what a checkpoint carries (keys, roles, class names, thresholds, frame size, frames) in
-their metadata, so an exported model is as self-describing as its checkpoint.
+ONNX files carry what a checkpoint carries (keys, roles, class names, thresholds, frame size, frames, how the
+obstacle head was trained) in their metadata, so an exported model is as self-describing as its checkpoint.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -18,6 +18,7 @@ from torch import nn
 
 from crew2.errors import Crew2Error
 from crew2.model import checkpoint, engine_for
+from crew2.model.checkpoint import DetectorTraining
 from detection.metrics import nms
 
 # The default driver shipped in the repository's weights/ (its ONNX export sits next to it).
@@ -38,12 +39,24 @@ class ModelInfo:
     thresholds: list[float]
     size: tuple[int, int]  # width, height of the frames it was trained on
     frames: int  # frames stacked per input
+    detector: DetectorTraining | None = None  # how the obstacle head was trained (None: not recorded)
 
     @staticmethod
     def of(ckpt: dict) -> ModelInfo:
         return ModelInfo(list(ckpt["keys"]), dict(ckpt["roles"]), list(ckpt["class_names"]),
                          [float(t) for t in ckpt["thresholds"]], tuple(ckpt.get("size", (256, 144))),
-                         int(ckpt["net"]["frames"]))
+                         int(ckpt["net"]["frames"]), DetectorTraining.of(ckpt))
+
+    @staticmethod
+    def from_json(text: str) -> ModelInfo:
+        """From an ONNX export's "crew2" metadata (`to_json`)."""
+        meta = json.loads(text)
+        detector = meta.pop("detector", None)
+        return ModelInfo(**{**meta, "size": tuple(meta["size"]),
+                            "detector": DetectorTraining(**detector) if detector is not None else None})
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "size": list(self.size)})
 
 
 class Engine(Protocol):
@@ -111,7 +124,7 @@ class OnnxEngine:
         meta = self.session.get_modelmeta().custom_metadata_map
         if "crew2" not in meta:
             raise Crew2Error(f"{path}: an ONNX model, but not one exported by crew2 (no crew2 metadata)")
-        self.info = ModelInfo(**{**json.loads(meta["crew2"]), "size": tuple(json.loads(meta["crew2"])["size"])})
+        self.info = ModelInfo.from_json(meta["crew2"])
         self.input = self.session.get_inputs()[0].name
         self.conf, self.iou = conf, iou
 
@@ -136,7 +149,7 @@ def export_onnx(ckpt_path: Path, out: Path, opset: int = 17) -> Path:
                           dynamo=False)
     proto = onnx.load(str(out))
     entry = proto.metadata_props.add()
-    entry.key, entry.value = "crew2", json.dumps({**info.__dict__, "size": list(info.size)})
+    entry.key, entry.value = "crew2", info.to_json()
     onnx.save(proto, str(out))
     return out
 

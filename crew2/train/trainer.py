@@ -181,6 +181,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
 
     out = cfg.out
     start_epoch, step, best_fitness, history = 0, 0, -math.inf, []
+    annotated = 0  # annotated frames stepped on, over every rank: whether the obstacle head learnt anything
     if cfg.resume:
         ckpt = checkpoint.load(out / "last.pt")
         net.load_state_dict(ckpt["raw_model"])  # "model" holds the EMA weights, for inference
@@ -193,6 +194,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
         torch.set_rng_state(ckpt["rng"])
         start_epoch, step, best_fitness = ckpt["epoch"] + 1, ckpt["step"], ckpt["best_fitness"]
         history = list(ckpt["history"])
+        annotated = ckpt.get("detector", {}).get("annotated_frames", 0)
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         if (out / "last.pt").exists():
@@ -208,7 +210,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
         train_ds.set_epoch(epoch)
         batches = iter(loader)
         sums: dict[str, float] = {}
-        t0, seen = time.perf_counter(), 0
+        t0, seen, seen_annotated = time.perf_counter(), 0, 0
         for _ in range(steps_per_epoch):
             try:
                 batch = next(batches)
@@ -230,6 +232,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
                 ema.update(net)
             step += 1
             seen += len(images)
+            seen_annotated += int(batch[ANNOTATED].sum())
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             if on_step is not None and rank == 0:
@@ -239,6 +242,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
                 break
         train_means = {k: v / max(1, math.ceil(seen / cfg.batch)) for k, v in sums.items()}  # per-step means
         train_means["samples_per_s"] = seen * world / (time.perf_counter() - t0)
+        annotated += _sum_over_ranks(seen_annotated, device, world)
         if rank == 0:
             evaluated = ema.ema if ema is not None else net
             probs, labels, det_score = evaluate(evaluated, val_ds, device, class_names, cfg.batch, cfg.channels_last)
@@ -262,7 +266,8 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
                 ema=ema.ema.state_dict() if ema is not None else net.state_dict(),
                 ema_updates=ema.updates if ema is not None else 0, rng=torch.get_rng_state(), epoch=epoch,
                 step=step, best_fitness=best_fitness, history=history, metrics=val,
-                confusion=confusion(probs, labels, thresholds).tolist(), train_config=_plain(asdict(cfg)))
+                confusion=confusion(probs, labels, thresholds).tolist(), train_config=_plain(asdict(cfg)),
+                detector=_detector(annotated, val["map50"]))
             checkpoint.save(out / "last.pt", **state)
             if is_best:
                 checkpoint.save(out / "best.pt", **state)
@@ -301,6 +306,22 @@ def evaluate(net: nn.Module, data: SessionStream, device: torch.device, class_na
                 score.add(preds[i], xyxy[mine], b[CLS][mine].flatten())
     net.train(was_training)
     return np.concatenate(probs), np.concatenate(labels), score
+
+
+def _sum_over_ranks(n: int, device: torch.device, world: int) -> int:
+    """`n` summed over every rank (each rank steps on its own share of the data)."""
+    if world == 1:
+        return n
+    total = torch.tensor([n], dtype=torch.int64, device=device)
+    torch.distributed.all_reduce(total)
+    return int(total.item())
+
+
+def _detector(annotated: int, map50: float) -> dict:
+    """The checkpoint's record of the obstacle head's training (`checkpoint.DetectorTraining`): the annotated
+    frames this run stepped on (a --pretrained start's are not counted: they were another game's, or another
+    camera's) and these weights' validation mAP50, None without annotated validation frames."""
+    return {"annotated_frames": int(annotated), "map50": None if math.isnan(map50) else float(map50)}
 
 
 def _xywh_to_xyxy(xywh: torch.Tensor, w: int, h: int) -> torch.Tensor:
