@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from crew2.errors import Crew2Error
 
@@ -21,6 +27,30 @@ class Rect:
     top: int
     width: int
     height: int
+
+
+@contextlib.contextmanager
+def virtual_display(size: str = "1280x1024x24", first: int = 140) -> Iterator[str]:
+    """An Xvfb display (":N", the first free N from `first`) for as long as this holds. -noreset: by default Xvfb
+    resets whenever its last client leaves, which races with the next client's connection ("connection closed
+    by server", key presses that go nowhere)."""
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        raise Crew2Error("no display and no Xvfb: install it (apt-get install xvfb) or run under a desktop")
+    n = next(n for n in range(first, first + 100)
+             if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists())
+    proc = subprocess.Popen([exe, f":{n}", "-screen", "0", size, "-nolisten", "tcp", "-noreset"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while not Path(f"/tmp/.X11-unix/X{n}").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise Crew2Error(f"Xvfb :{n} did not start")
+            time.sleep(0.05)
+        yield f":{n}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def open_display(name: str | None = None):
