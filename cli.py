@@ -532,13 +532,15 @@ def train(
     split: Annotated[Path | None, typer.Option(help="A split YAML from `crew2 data split` instead.")] = None,
     val_fraction: Annotated[float, typer.Option(help="Without --split: share of sessions held out.")] = 0.2,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder (checkpoints, metrics, plots).")] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the training data.")] = 10,
+    epochs: Annotated[int | None, typer.Option(
+        help="Passes over the training data [default: 10, more for small data: 3,000 steps at least]")] = None,
     batch: Annotated[int, typer.Option(help="Samples per step (per process under torchrun).")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 2e-3,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     workers: Annotated[int, typer.Option(help="Data loading processes.")] = 2,
     scale: Annotated[str, typer.Option(help="Backbone size: t (CPU real time), n, s, m, l, x.")] = "t",
     frames: Annotated[int, typer.Option(help="Frames stacked per sample (1 = the current one).")] = 1,
+    key_pool: Annotated[str, typer.Option(help="Key head reads: where (means + where things are) or mean.")] = "where",
     balance: Annotated[float, typer.Option(help="0 = keys as recorded .. 1 = all combinations equally.")] = 0.5,
     label_offset: Annotated[int, typer.Option(help="Learn the keys pressed this many frames later.")] = 0,
     pretrained: Annotated[str | None, typer.Option(help="Warm start: crew2 or Ultralytics .pt.")] = None,
@@ -577,7 +579,7 @@ def train(
     from crew2.train.trainer import train as run_training
 
     config = TrainConfig(train=train_paths, val=val_paths, out=out_dir, epochs=epochs, batch=batch, lr=lr,
-                         device=device, workers=workers, scale=scale, frames=frames, balance=balance,
+                         device=device, workers=workers, scale=scale, frames=frames, key_pool=key_pool, balance=balance,
                          label_offset=label_offset, pretrained=pretrained, resume=resume, uncertainty=uncertainty,
                          amp=amp, ema=ema, seed=seed, max_steps=max_steps)
     quiet = int(os.environ.get("RANK", "0")) != 0

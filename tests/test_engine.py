@@ -33,7 +33,7 @@ def model(tmp_path_factory) -> tuple[Path, Path]:
     distinct scores, so NMS keeps boxes and has no ties to break."""
     folder = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
-    net = MultiTaskNet(num_keys=4, num_classes=4, frames=2).train()
+    net = MultiTaskNet(num_keys=4, num_classes=4, frames=2, key_pool="where").train()
     loss_fn = MultiTaskLoss(net, torch.ones(4))
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     env = SimEnv(SimConfig(traffic=2.0))

@@ -54,3 +54,13 @@ def test_a_model_that_learnt_its_keys_gets_none_and_one_with_a_collapsed_key_is_
 def test_a_nan_f1_is_no_better_than_the_baseline():
     verdict = judge({"f1": float("nan"), "constant_f1": 0.4}, [0.5, 0.5], ["w", "s"])
     assert verdict.no_better_than_constant and verdict.warning() is not None
+
+
+def test_a_key_never_pressed_in_validation_is_pressed_only_when_sure_and_is_no_warning():
+    truth = labels()
+    truth[:, 2] = 0  # S: the person never braked
+    noise = np.random.default_rng(1).random(truth.shape) * 0.4
+    good = np.where(truth > 0.5, 0.4 + noise, 0.2 + noise * 0.9).astype(np.float32)
+    val, thresholds, verdict = verdict_of(good, truth)
+    assert thresholds[2] == pytest.approx(0.98)  # not 0.02: that would brake at every frame whose p passes it
+    assert val["s_pressed"] == 0 and verdict.collapsed == {} and verdict.warning() is None

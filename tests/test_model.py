@@ -11,7 +11,7 @@ from crew2.errors import Crew2Error
 from crew2.keys import default_profile
 from crew2.model import checkpoint
 from crew2.model.loss import MultiTaskLoss, positive_weights
-from crew2.model.net import SCALES, MultiTaskNet, load_pretrained
+from crew2.model.net import KEY_POOLS, SCALES, MultiTaskNet, Where, load_pretrained
 
 
 def batch_of(annotated: list[bool], boxes=None) -> dict[str, torch.Tensor]:
@@ -181,3 +181,37 @@ def test_nms_keeps_the_best_of_overlapping_boxes_per_class_and_drops_low_scores(
     assert kept[:, 4].tolist() == pytest.approx([0.9, 0.7, 0.6])  # the 0.8 overlaps the 0.9 of its class
     assert kept[:, 5].tolist() == [0.0, 1.0, 1.0]  # the 0.6 overlaps only a box of another class
     assert kept[0, :4].tolist() == pytest.approx([40, 40, 60, 60])
+
+
+def test_the_where_head_tells_left_from_right_where_a_mean_cannot():
+    where = Where(channels=8, points=4)
+    with torch.no_grad():
+        where.points.weight.zero_().add_(1.0)
+        where.points.bias.zero_()
+    left, right = torch.zeros(1, 8, 5, 8), torch.zeros(1, 8, 5, 8)
+    left[..., 2, 1], right[..., 2, 6] = 4.0, 4.0  # the same blob, on either side of the picture
+    a, b = where(left), where(right)
+    assert a.shape == (1, 8 + 2 * 4)
+    torch.testing.assert_close(a[:, :8], b[:, :8])  # the means are the same
+    assert (a[:, 8:12] < -0.3).all() and (b[:, 8:12] > 0.3).all()  # x: left is negative, right positive
+    torch.testing.assert_close(a[:, 12:], b[:, 12:])  # y: the same row
+
+
+@pytest.mark.parametrize("key_pool", KEY_POOLS)
+def test_key_pooling_round_trips_through_a_checkpoint(tmp_path, key_pool):
+    net = MultiTaskNet(num_keys=4, num_classes=4, key_pool=key_pool).eval()
+    path = tmp_path / "m.pt"
+    checkpoint.save(path, net_cfg=checkpoint.net_config(net, "t", 128), profile=default_profile(),
+                    class_names=["car", "truck", "cone", "barrier"], thresholds=[0.5] * 4, model=net.state_dict(),
+                    size=(256, 144))
+    ckpt = checkpoint.load(path)
+    assert ckpt["net"]["key_pool"] == key_pool
+    x = torch.rand(1, 3, 144, 256)
+    with torch.no_grad():
+        torch.testing.assert_close(checkpoint.build(ckpt)(x)[0], net(x)[0])
+    del ckpt["net"]["key_pool"]  # a checkpoint from before key_pool existed: its head was the mean's
+    if key_pool == "mean":
+        checkpoint.build(ckpt)
+    else:
+        with pytest.raises(Crew2Error, match="do not fit"):
+            checkpoint.build(ckpt)

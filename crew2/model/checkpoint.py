@@ -21,7 +21,7 @@ REQUIRED = ("format_version", "net", "keys", "roles", "profile", "class_names", 
 
 def net_config(net: MultiTaskNet, scale: str, key_hidden: int) -> dict[str, Any]:
     return {"scale": scale, "frames": net.frames, "num_keys": net.num_keys, "num_classes": net.num_classes,
-            "key_hidden": key_hidden}
+            "key_hidden": key_hidden, "key_pool": net.key_pool}
 
 
 def save(path: Path, *, net_cfg: dict, profile: KeyProfile, class_names: list[str], thresholds: list[float],

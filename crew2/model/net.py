@@ -25,6 +25,7 @@ MAX_STRIDE = 32
 # 0.8M parameters, 2.2 ms in ONNX Runtime at 256x160 on 2 CPU cores against 3.6 ms for "n".
 EXTRA_SCALES = {"t": [0.5, 0.125, 1024]}
 SCALES = ("t", "n", "s", "m", "l", "x")
+KEY_POOLS = ("where", "mean")  # what the key head reads of the features: see Where
 
 
 def _yolo_cfg(scale: str) -> dict:
@@ -44,21 +45,26 @@ class MultiTaskNet(nn.Module):
     (a dict of raw predictions when training; decoded (B, 4 + classes, anchors) boxes when in eval mode)."""
 
     def __init__(self, *, num_keys: int, num_classes: int, scale: str = "t", frames: int = 1,
-                 key_hidden: int = 128, dropout: float = 0.1):
+                 key_hidden: int = 128, dropout: float = 0.1, key_pool: str = "mean"):
         super().__init__()
         from ultralytics.nn.tasks import DetectionModel
 
         if num_keys < 1 or num_classes < 1 or frames < 1:
             raise Crew2Error("a network needs at least one key, one obstacle class and one frame")
+        if key_pool not in KEY_POOLS:
+            raise Crew2Error(f"unknown key pooling '{key_pool}': use one of {', '.join(KEY_POOLS)}")
         cfg = {**_yolo_cfg(scale), "nc": num_classes}  # set in the config: no "overriding nc" log line
         self.det = DetectionModel(cfg, ch=3 * frames, nc=num_classes, verbose=False)
         self.det.args = _DetectionGains()  # what v8DetectionLoss reads from the model
         with torch.no_grad():
             channels = self._features(torch.zeros(1, 3 * frames, 64, 64))[0].shape[1]
-        self.key_head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, key_hidden), nn.SiLU(),
-            nn.Dropout(dropout), nn.Linear(key_hidden, num_keys))
-        self.num_keys, self.num_classes, self.frames = num_keys, num_classes, frames
+        # "mean" (checkpoints made before "where" existed, which name no key_pool) keeps only what the picture
+        # holds; its layers keep their old places, so those checkpoints load
+        pool = [Where(channels)] if key_pool == "where" else [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        width = pool[0].out_features if key_pool == "where" else channels
+        self.key_head = nn.Sequential(*pool, nn.Linear(width, key_hidden), nn.SiLU(), nn.Dropout(dropout),
+                                      nn.Linear(key_hidden, num_keys))
+        self.num_keys, self.num_classes, self.frames, self.key_pool = num_keys, num_classes, frames, key_pool
 
     @property
     def stride(self) -> Tensor:
@@ -84,6 +90,28 @@ class MultiTaskNet(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), value=0.5)  # (B, C, H', W'), grey past the frame's edges
         deep, det = self._features(x)
         return self.key_head(deep), det
+
+
+class Where(nn.Module):
+    """Each feature channel's mean over the picture, and where `points` learnt features are: a 1x1 convolution
+    makes one map per point, a softmax over the positions turns each into a distribution, and its expected x and
+    y (in [-1, 1]) say where that point sits (spatial soft-argmax, Levine et al. 2016, "End-to-End Training of
+    Deep Visuomotor Policies"). A mean alone keeps what the picture holds and drops where it is: whether the
+    road ahead bends left or right. Independent of the frame size, and plain ONNX."""
+
+    def __init__(self, channels: int, points: int = 32):
+        super().__init__()
+        self.points = nn.Conv2d(channels, points, 1)
+        self.out_features = channels + 2 * points
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        maps = self.points(x).float()
+        p = maps.flatten(2).softmax(-1).reshape(maps.shape)  # (B, P, H, W), each point's map sums to 1
+        xs = torch.linspace(-1, 1, w, device=x.device, dtype=p.dtype)
+        ys = torch.linspace(-1, 1, h, device=x.device, dtype=p.dtype)
+        where = torch.cat([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], 1)  # (B, 2P): x of each, y of each
+        return torch.cat([x.float().mean((2, 3)), where], 1)
 
 
 class _DetectionGains:

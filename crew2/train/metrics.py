@@ -25,9 +25,11 @@ def f1(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def calibrate(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(K,) per-key threshold with the best F1 on this data (validation data, never training data)."""
+    """(K,) per-key threshold with the best F1 on this data (validation data, never training data). A key
+    never pressed in it has no best F1 (0 at every threshold): it gets the highest, pressed only when sure
+    (the lowest, the first of the ties, pressed it at p = 0.02: a driver that never braked would brake)."""
     scores = np.stack([f1(probs >= t, labels) for t in GRID])  # (T, K)
-    return GRID[scores.argmax(0)]
+    return np.where((labels > 0.5).any(0), GRID[scores.argmax(0)], GRID[-1])
 
 
 def key_metrics(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, keys: list[str]) -> dict[str, float]:
@@ -99,8 +101,10 @@ class Verdict:
 
 def judge(val: dict[str, float], thresholds: np.ndarray | list[float], keys: list[str]) -> Verdict:
     """The verdict on a model from `key_metrics`' output on validation data and its calibrated thresholds."""
-    collapsed = {k: float(t) for k, t in zip(keys, thresholds, strict=True) if t <= EXTREME or t >= 1 - EXTREME}
     pressed = {k: float(val[f"{k}_pressed"]) for k in keys if f"{k}_pressed" in val}
+    # A key the validation data never presses is calibrated to press only when sure: the data, not the model
+    collapsed = {k: float(t) for k, t in zip(keys, thresholds, strict=True)
+                 if (t <= EXTREME or t >= 1 - EXTREME) and pressed.get(k, 1.0) > 0}
     return Verdict(float(val["f1"]), float(val["constant_f1"]), collapsed, pressed)
 
 

@@ -26,13 +26,14 @@ from crew2.errors import Crew2Error
 from crew2.keys import KeyProfile
 from crew2.model import checkpoint
 from crew2.model.loss import MultiTaskLoss, as_float, positive_weights
-from crew2.model.net import SCALES, MultiTaskNet, load_pretrained
+from crew2.model.net import KEY_POOLS, SCALES, MultiTaskNet, load_pretrained
 from crew2.sim.world import CLASSES
 from crew2.train import report
 from crew2.train.metrics import calibrate, confusion, judge, key_metrics
 from detection.metrics import DetectionScore, nms
 
 log = logging.getLogger(__name__)
+MIN_STEPS = 3000  # default_epochs: the least training that a small data set gets
 
 
 @dataclass
@@ -40,7 +41,7 @@ class TrainConfig:
     train: list[Path]
     val: list[Path]
     out: Path
-    epochs: int = 10
+    epochs: int | None = None  # None: default_epochs, from the data's size
     batch: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -53,6 +54,7 @@ class TrainConfig:
     scale: str = "t"
     frames: int = 1
     key_hidden: int = 128
+    key_pool: str = "where"  # what the key head reads of the features (crew2.model.net.KEY_POOLS)
     balance: float = 0.5
     label_offset: int = 0
     augment: bool = True
@@ -71,10 +73,12 @@ class TrainConfig:
             raise Crew2Error("training needs training sessions and validation sessions")
         if overlap := {p.resolve() for p in self.train} & {p.resolve() for p in self.val}:
             raise Crew2Error(f"{sorted(overlap)[0]} is in both the training and the validation sessions")
-        if self.epochs < 1 or self.batch < 1 or self.workers < 0 or self.frames < 1:
+        if (self.epochs is not None and self.epochs < 1) or self.batch < 1 or self.workers < 0 or self.frames < 1:
             raise Crew2Error("epochs, batch and frames must be at least 1, workers zero or more")
         if self.lr <= 0 or self.clip <= 0 or not 0 <= self.ema < 1:
             raise Crew2Error("lr and clip must be positive, ema in [0, 1)")
+        if self.key_pool not in KEY_POOLS:
+            raise Crew2Error(f"unknown key pooling '{self.key_pool}': use one of {', '.join(KEY_POOLS)}")
         if self.scale not in SCALES:
             raise Crew2Error(f"unknown model scale '{self.scale}': use one of {', '.join(SCALES)}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -132,6 +136,12 @@ def mixed_precision(device: torch.device, wanted: bool = True) -> tuple[bool, to
     return wanted, torch.float16
 
 
+def default_epochs(steps_per_epoch: int) -> int:
+    """10 passes over the data, or more when it is small: at least MIN_STEPS steps. A few minutes of play are
+    a hundred steps an epoch; 10 of them left the key head underfit on a third-party game (loss still falling)."""
+    return max(10, math.ceil(MIN_STEPS / steps_per_epoch))
+
+
 def _schedule(total: int, warmup: int) -> Callable[[int], float]:
     """Linear warmup to 1, then cosine down to 5% of the peak."""
     def factor(step: int) -> float:
@@ -161,7 +171,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
     class_names = list(meta.class_names) or list(CLASSES)
 
     net = MultiTaskNet(num_keys=len(meta.keys), num_classes=len(class_names), scale=cfg.scale, frames=cfg.frames,
-                       key_hidden=cfg.key_hidden)
+                       key_hidden=cfg.key_hidden, key_pool=cfg.key_pool)
     if cfg.pretrained and not cfg.resume:
         load_pretrained(net, cfg.pretrained)
     net.to(device)
@@ -174,8 +184,9 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     steps_per_epoch = max(1, len(train_ds) // (cfg.batch * world))
+    epochs = cfg.epochs or default_epochs(steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _schedule(steps_per_epoch * cfg.epochs, max(1, int(cfg.warmup * steps_per_epoch))))
+        optimizer, _schedule(steps_per_epoch * epochs, max(1, int(cfg.warmup * steps_per_epoch))))
     ema = ModelEMA(net, decay=cfg.ema) if cfg.ema > 0 else None
     model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
 
@@ -205,7 +216,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
     amp, amp_dtype = mixed_precision(device, cfg.amp)
     scaler = torch.amp.GradScaler(enabled=amp and amp_dtype == torch.float16)
     result = None
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, epochs):
         model.train()
         train_ds.set_epoch(epoch)
         batches = iter(loader)
