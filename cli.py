@@ -543,7 +543,10 @@ def train(
     key_pool: Annotated[str, typer.Option(help="Key head reads: where (means + where things are) or mean.")] = "where",
     balance: Annotated[float, typer.Option(help="0 = keys as recorded .. 1 = all combinations equally.")] = 0.5,
     label_offset: Annotated[int, typer.Option(help="Learn the keys pressed this many frames later.")] = 0,
-    pretrained: Annotated[str | None, typer.Option(help="Warm start: crew2 or Ultralytics .pt.")] = None,
+    trim_idle: Annotated[float, typer.Option(
+        help="Leave out stretches this long (s) with no key pressed: waits, not driving (0 keeps them).")] = 1.0,
+    pretrained: Annotated[str, typer.Option(
+        help="Start from: a crew2 or Ultralytics .pt; auto: the shipped driver's weights; none: scratch.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     uncertainty: Annotated[bool, typer.Option(help="Learn the task weights (Kendall et al. 2018).")] = False,
     amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 on CPUs that have it, fp16 on CUDA.")] = True,
@@ -575,14 +578,18 @@ def train(
     out_dir = out_dir or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
     from crew2.model import checkpoint  # torch: seconds to import, so after the checks above
     from crew2.train.metrics import judge
-    from crew2.train.trainer import TrainConfig
+    from crew2.train.trainer import TrainConfig, starting_weights
     from crew2.train.trainer import train as run_training
 
     config = TrainConfig(train=train_paths, val=val_paths, out=out_dir, epochs=epochs, batch=batch, lr=lr,
-                         device=device, workers=workers, scale=scale, frames=frames, key_pool=key_pool, balance=balance,
-                         label_offset=label_offset, pretrained=pretrained, resume=resume, uncertainty=uncertainty,
+                         device=device, workers=workers, scale=scale, frames=frames, key_pool=key_pool,
+                         balance=balance, trim_idle=trim_idle, label_offset=label_offset, pretrained=pretrained,
+                         resume=resume, uncertainty=uncertainty,
                          amp=amp, ema=ema, seed=seed, max_steps=max_steps)
     quiet = int(os.environ.get("RANK", "0")) != 0
+    if not quiet and not resume:
+        start = starting_weights(config)
+        out.print(f"starting from {start}" if start else "starting from scratch", highlight=False)
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
                         TimeRemainingColumn(), console=out, disable=quiet)

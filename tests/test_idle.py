@@ -1,5 +1,6 @@
 """Idle stretches (no key pressed for a second or more): found in arrays and in real session files, never across a
-pause, and reported by `crew2 data info` and `crew2 data stats`."""
+pause, reported by `crew2 data info` and `crew2 data stats`, and left out of training with the frames before
+the first key press and after the last."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from crew2.data.idle import idle_mask, idle_runs
+from crew2.data.idle import edge_mask, idle_mask, idle_runs
+from crew2.data.loader import IMAGE, LoaderConfig, SessionStream
 from crew2.data.session import Session, SessionMeta, SessionWriter, encode
 from crew2.data.tools import info
+from crew2.errors import Crew2Error
 from crew2.keys import default_profile
 
 runner = CliRunner()
@@ -40,13 +43,21 @@ def test_a_gap_in_time_breaks_a_run_and_jitter_does_not():
     assert not idle_mask(keys, paused, 1.5).any()
 
 
-def write_session(path: Path) -> Path:
+def test_the_edges_are_the_frames_before_the_first_key_and_after_the_last():
+    keys = np.zeros((10, 4))
+    keys[3, 1] = keys[6, 0] = 1
+    assert edge_mask(keys).tolist() == [True] * 3 + [False] * 4 + [True] * 3
+    assert edge_mask(np.zeros((4, 4))).all() and not edge_mask(np.ones((4, 4))).any()
+
+
+def write_session(path: Path, keys: np.ndarray | None = None) -> Path:
     """A real 20 fps session: idle 1.5 s at its start and 2 s in the middle, a 0.5 s release, 0.8 s idle on each
     side of a 5 s pause, and exactly 1 s idle at its end."""
     n, fps = 220, 20
-    keys = np.zeros((n, 4), np.uint8)
-    for a, b in ((30, 60), (100, 120), (130, 140), (172, 200)):
-        keys[a:b, 0] = 1  # W: driving
+    if keys is None:
+        keys = np.zeros((n, 4), np.uint8)
+        for a, b in ((30, 60), (100, 120), (130, 140), (172, 200)):
+            keys[a:b, 0] = 1  # W: driving
     time = np.arange(n) / fps + np.where(np.arange(n) >= 156, 5.0, 0.0)
     meta = SessionMeta.for_profile(default_profile(), fps=fps, width=32, height=18, source="screen")
     with SessionWriter(path, meta) as w:
@@ -73,3 +84,23 @@ def test_idle_stretches_of_a_recorded_session_and_the_data_commands(tmp_path):
         row = next(line for line in result.output.splitlines() if "s.h5" in line and "%" in line)
         cells = [c.strip() for c in row.split("│")[1:-1]]  # session, no key, stretches, idle time, share, longest
         assert cells == ["s.h5", "60.0%", "3", "4.5 s", "40.9%", "2.0 s"], row
+
+
+def loaded_frames(path: Path, trim_idle: float) -> list[int]:
+    """The frame indices one epoch of the training loader yields (each frame's grey level is its index)."""
+    ds = SessionStream([path], LoaderConfig(augment=False, trim_idle=trim_idle, chunk=16, buffer=1))
+    return sorted(round(float(sample[IMAGE].mean())) for sample in ds)
+
+
+def test_training_leaves_out_idle_stretches_and_the_wait_before_the_first_key(tmp_path):
+    path = write_session(tmp_path / "s.h5")
+    # Idle 0-29 (the start), 60-99 and 200-219 (the end) go; the 0.5 s release and the 0.8 s either side of the
+    # pause are driving and stay.
+    assert loaded_frames(path, 1.0) == list(range(30, 60)) + list(range(100, 200))
+    assert loaded_frames(path, 0) == list(range(220)), "trim_idle 0 keeps every frame"
+    keys = np.zeros((220, 4), np.uint8)
+    keys[10:215, 0] = 1  # a 0.5 s wait at the start, too short for an idle stretch, and 0.25 s at the end
+    brief = write_session(tmp_path / "brief.h5", keys)
+    assert loaded_frames(brief, 1.0) == list(range(10, 215))
+    with pytest.raises(Crew2Error, match="nothing to learn from in 1 session"):
+        SessionStream([write_session(tmp_path / "none.h5", np.zeros((220, 4), np.uint8))], LoaderConfig())

@@ -18,11 +18,11 @@ from crew2.data.session import BOX_SOURCE, NOT_ANNOTATED
 from crew2.errors import Crew2Error
 from crew2.model import checkpoint
 from crew2.model.checkpoint import detector_trained
-from crew2.model.engine import export_onnx, load_engine
+from crew2.model.engine import DEFAULT_WEIGHTS, export_onnx, load_engine
 from crew2.record.run import RecordConfig, record
 from crew2.sim.world import SimConfig
 from crew2.train.metrics import MARGIN
-from crew2.train.trainer import TrainConfig, train
+from crew2.train.trainer import TrainConfig, starting_weights, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def tiny_sessions(tmp_path_factory) -> list[Path]:
 
 
 def config(sessions: list[Path], out: Path, **kw) -> TrainConfig:
-    base = dict(train=sessions[:2], val=sessions[2:], out=out, batch=32, workers=0, lr=3e-3, ema=0.0)
+    base = dict(train=sessions[:2], val=sessions[2:], out=out, batch=32, workers=0, lr=3e-3, ema=0.0, pretrained=None)
     return TrainConfig(**{**base, **kw})
 
 
@@ -108,7 +108,8 @@ def test_two_process_ddp_run_on_cpu(tiny_sessions, tmp_path):
     result = subprocess.run(
         [torchrun, "--nproc-per-node", "2", "--master-port", "29517", str(ROOT / "cli.py"), "train",
          str(tiny_sessions[0]), str(tiny_sessions[1]), str(tiny_sessions[2]), "--val-fraction", "0.34", "--out",
-         str(out), "--epochs", "1", "--max-steps", "6", "--batch", "16", "--workers", "0", "--device", "cpu"],
+         str(out), "--epochs", "1", "--max-steps", "6", "--batch", "16", "--workers", "0", "--device", "cpu",
+         "--pretrained", "none"],
         env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     ckpt = checkpoint.load(out / "last.pt")
@@ -142,3 +143,17 @@ def test_train_config_and_cli_errors(tiny_sessions, tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "--split", str(tmp_path / "no.yaml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "no such split file" in result.stderr
+
+
+def test_training_starts_from_the_shipped_weights_by_default(tiny_sessions, tmp_path):
+    auto = config(tiny_sessions, tmp_path / "run", pretrained="auto", epochs=1, max_steps=1, lr=1e-12)
+    assert starting_weights(auto) == str(DEFAULT_WEIGHTS)
+    assert starting_weights(config(tiny_sessions, tmp_path, pretrained="auto", scale="n")) is None  # no fit
+    assert starting_weights(config(tiny_sessions, tmp_path, pretrained="none")) is None
+    train(auto)
+    shipped = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=True)["model"]
+    mine = checkpoint.load(tmp_path / "run" / "last.pt")["raw_model"]
+    backbone = [k for k in shipped if k.startswith("det.model.") and mine[k].dtype.is_floating_point]
+    assert len(backbone) > 100 and all(torch.allclose(mine[k], shipped[k], atol=1e-6) for k in backbone
+                                       if "running" not in k)  # batch norm statistics move in one step
+    assert mine["key_head.0.points.weight"].shape[0] == 32  # the key head is this run's own ("where")

@@ -38,13 +38,14 @@ val="$(ls "$data"/sim-2??.h5 | paste -sd, -)"
 expert="$(ls "$data"/sim-1??.h5 | paste -sd, -)"
 
 # 2. The base model: both heads trained on the expert's sessions (validation on the 200-series sessions, which
-#    also calibrate the key thresholds).
+#    also calibrate the key thresholds). The shipped model was made before crew2 train's defaults became the
+#    key head's "where" pooling, the shipped weights as the start and idle trimming: these options keep its recipe.
 if [ -n "${BASE:-}" ]; then
   base=$BASE
 else
   printf 'train: [%s]\nval: [%s]\n' "$expert" "$val" > "$data/split-base.yaml"
   $crew2 train --split "$data/split-base.yaml" --out "$run/base" --epochs "${EPOCHS:-4}" --batch 32 --scale t \
-    --device "$device"
+    --key-pool mean --pretrained none --trim-idle 0 --device "$device"
   base=$run/base/best.pt
 fi
 
@@ -64,7 +65,8 @@ for round in $(seq 1 "${ROUNDS:-1}"); do
   printf 'train: [%s,%s]\nval: [%s]\n' "$expert" "$(ls "$data"/dagger-*.h5 | paste -sd, -)" "$val" \
     > "$data/split-dagger$round.yaml"
   $crew2 train --split "$data/split-dagger$round.yaml" --out "$out" --epochs 1 --pretrained "$model" \
-    --lr "${LR:-0.001}" --batch "${BATCH:-64}" --workers "${WORKERS:-2}" --device "$device" --scale t
+    --lr "${LR:-0.001}" --batch "${BATCH:-64}" --workers "${WORKERS:-2}" --device "$device" --scale t \
+    --key-pool mean --trim-idle 0
   $crew2 export "$out/best.pt" --slim "$out/model.pt" --out "$out/model.onnx"
   model=$out/model.pt
 done

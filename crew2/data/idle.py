@@ -4,6 +4,11 @@ A model trained on data with long idle stretches learns that standing still is a
 2.5 min of play, a good part of it spent waiting, reached validation key F1 0.74 and drove "brake and
 stand"). `crew2 data info/stats` report these stretches, and the training loader can trim them.
 
+Before a session's first key press and after its last, nobody is driving yet, or any more, however briefly:
+`edge_mask` marks those frames too (a person waits a moment at the start; a model that learnt from 0.7 s of
+waiting per track stood 5 s at the start of each one, its speed gauge at zero, as it had only ever seen with
+no key pressed).
+
 A stretch is a maximal run of consecutive frames with every key released that lasts at least `min_seconds`.
 It never spans a gap in the timestamps (a pause or a discarded stretch shows as one): an interval longer than
 `GAP_PERIODS` median frame intervals ends a run and the frame after it starts a new one. A run of n frames
@@ -54,4 +59,15 @@ def idle_mask(keys: np.ndarray, time: np.ndarray, min_seconds: float = IDLE_SECO
     mask = np.zeros(len(keys), bool)
     for start, stop in idle_runs(keys, time, min_seconds):
         mask[start:stop] = True
+    return mask
+
+
+def edge_mask(keys: np.ndarray) -> np.ndarray:
+    """(N,) bool: True for the frames before the first one with a key pressed and after the last one (every
+    frame of a session in which no key is ever pressed)."""
+    keys = np.asarray(keys)
+    pressed = np.flatnonzero(keys.reshape(len(keys), -1).astype(bool).any(1))
+    mask = np.ones(len(keys), bool)
+    if len(pressed):
+        mask[pressed[0]:pressed[-1] + 1] = False
     return mask

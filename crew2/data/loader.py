@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from crew2.data.idle import IDLE_SECONDS, edge_mask, idle_mask
 from crew2.data.session import FRAMES, NOT_ANNOTATED, Session, decode
 from crew2.errors import Crew2Error
 
@@ -36,11 +37,14 @@ class LoaderConfig:
     shift: float = 0.04  # max shift, fraction of the frame size
     rotate: float = 3.0  # max rotation, degrees
     colour: float = 0.2  # max relative change of brightness, contrast and each channel's gain
+    trim_idle: float = IDLE_SECONDS  # frames in a stretch this long (s) with no key pressed are left out; 0 keeps
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.chunk < 1 or self.buffer < 1 or self.stack < 1 or self.label_offset < 0:
             raise Crew2Error("chunk, buffer and stack must be at least 1, label offset zero or more")
+        if self.trim_idle < 0:
+            raise Crew2Error(f"trim_idle must be zero (keep idle frames) or more, not {self.trim_idle}")
         if not 0 <= self.balance <= 1 or not 0 <= self.flip <= 1:
             raise Crew2Error("balance and flip must be between 0 and 1")
 
@@ -128,7 +132,7 @@ class SessionStream(torch.utils.data.IterableDataset):
         self.paths, self.cfg = [Path(p) for p in paths], config or LoaderConfig()
         if not self.paths:
             raise Crew2Error("no session files to load")
-        self.keys, self.annotated, self.segments = [], [], []
+        self.keys, self.annotated, self.segments, idle = [], [], [], []
         meta = None
         for p in self.paths:
             s = Session(p)
@@ -140,14 +144,23 @@ class SessionStream(torch.utils.data.IterableDataset):
             self.keys.append(s.keys().astype(np.float32))
             self.annotated.append(s.box_sources() != NOT_ANNOTATED)
             self.segments.append(segments(s.times(), s.meta.fps))
+            idle.append(idle_mask(self.keys[-1], s.times(), self.cfg.trim_idle) | edge_mask(self.keys[-1])
+                        if self.cfg.trim_idle else np.zeros(len(s), bool))
             s.close()
         self.meta = meta
         self.flip_perm = flip_permutation(meta.keys, meta.roles)
         # The label of frame i is the keys at i + offset; frames whose label lies beyond the end or across a
-        # cut (a pause, a discard) have none and get no weight.
+        # cut (a pause, a discard) have none and get no weight. Nor do frames whose label lies in an idle
+        # stretch or before the first key press or after the last (crew2.data.idle): a person waiting at the
+        # start, or looking away, is not showing how to drive.
         k = self.cfg.label_offset
         labelled = [keys[k:] for keys in self.keys]
-        valid = np.concatenate([seg[k:] == seg[: len(seg) - k] for seg in self.segments])
+        valid = np.concatenate([(seg[k:] == seg[: len(seg) - k]) & ~still[k:]
+                                for seg, still in zip(self.segments, idle, strict=True)])
+        if not valid.any():
+            raise Crew2Error(f"nothing to learn from in {len(self.paths)} session(s): every frame lies before the "
+                             f"first key press, after the last, or in a stretch of {self.cfg.trim_idle:g} s or more "
+                             "with no key pressed (or beyond the label offset)")
         weights = np.zeros(len(valid))
         weights[valid] = balance_weights(np.concatenate(labelled)[valid], self.cfg.balance)
         self.weights = np.split(weights, np.cumsum([len(x) for x in labelled])[:-1])
