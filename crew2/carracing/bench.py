@@ -79,10 +79,7 @@ class CarRacingResult:
                 "ratio": {k: round(means[k] / means["expert"], 3) for k in self.crew2}}
 
 
-def crew2_command() -> list[str]:
-    """How to run this crew2's command line in a subprocess (the same interpreter and install)."""
-    exe = Path(sys.executable).with_name("crew2")
-    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from cli import app; app()"]
+CREW2 = [sys.executable, "-m", "cli"]  # this crew2's command line in a subprocess, as crew2.bench runs it
 
 
 def ensure_game() -> None:
@@ -172,7 +169,7 @@ def record_sessions(cfg: CarRacingConfig, stage: Stage, sessions: Path) -> float
         game = stage.start(f"game-{seed}", _game(cfg, [seed], results, "--expert", "--wait", "--start-delay",
                                                  str(cfg.start_delay), "--minutes", f"{cfg.minutes - spent / 60:.4f}"))
         time.sleep(1.0)  # the window is up (the recorder fails clearly if not)
-        rec = stage.start(f"record-{seed}", [*crew2_command(), "record", "--source", "window", "--window", TITLE,
+        rec = stage.start(f"record-{seed}", [*CREW2, "record", "--source", "window", "--window", TITLE,
                                              "--keys", ",".join(KEYS), "--fps", str(cfg.fps), "--countdown", "0",
                                              "--out", str(path)])
         _wait_for(path.exists, 60, f"recording {path}", [rec, game])
@@ -194,7 +191,7 @@ def drive_tracks(cfg: CarRacingConfig, stage: Stage, weights: Path, name: str, f
     results, drive_log = stage.logs / f"{name}.jsonl", stage.logs / f"{name}-frames.jsonl"
     game = stage.start(f"game-{name}", _game(cfg, list(cfg.test_seeds), results, "--wait"))
     time.sleep(1.0)
-    drive = stage.start(f"drive-{name}", [*crew2_command(), "drive", str(weights), "--source", "window", "--window",
+    drive = stage.start(f"drive-{name}", [*CREW2, "drive", str(weights), "--source", "window", "--window",
                                           TITLE, "--fps", str(cfg.fps), "--countdown", "0", "--log", str(drive_log),
                                           *(() if fusion else ("--no-fusion",))])
     _wait_for(lambda: drive_log.exists() and drive_log.stat().st_size > 0, 120, f"crew2 drive ({name})", [drive, game])
@@ -240,11 +237,11 @@ def run(cfg: CarRacingConfig, on_stage: Callable[[str], None] = lambda s: None) 
         if not weights.exists():
             on_stage("crew2 train (defaults), crew2 export")
             t0 = time.monotonic()
-            stage.run("train", [*crew2_command(), "train", str(sessions), "--out", str(model), *cfg.train_options],
+            stage.run("train", [*CREW2, "train", str(sessions), "--out", str(model), *cfg.train_options],
                       4 * 3600)
             train_seconds = time.monotonic() - t0
             (logs / "train_seconds.txt").write_text(f"{train_seconds:.0f}\n")
-            stage.run("export", [*crew2_command(), "export", str(model / "best.pt")], 600)
+            stage.run("export", [*CREW2, "export", str(model / "best.pt")], 600)
         elif (logs / "train_seconds.txt").exists():
             train_seconds = float((logs / "train_seconds.txt").read_text())
         crew2: dict[str, list[dict]] = {}
