@@ -150,8 +150,8 @@ def demo(
     next to the expert autopilot on the same seeds. Headless (and faster than real time) unless --show."""
     if episodes < 1 or seconds <= 0:  # before the imports, which take seconds
         raise Crew2Error("--episodes must be 1 or more and --seconds positive")
-    from crew2.drive.loop import DriveControl
     from crew2.drive.run import DriveConfig, box_rules
+    from crew2.io.control import Control
     from crew2.model.engine import DEFAULT_WEIGHTS, load_engine
     from crew2.sim.episodes import mean_summary, run_autopilot
     from crew2.sim.world import SimConfig
@@ -167,7 +167,7 @@ def demo(
     results = []
     if fusion:
         out.print(box_rules("auto", model.info)[1], highlight=False, soft_wrap=True)
-    control = DriveControl()  # Esc in the window, Ctrl+C or SIGTERM stop the episode and the demo
+    control = Control()  # Esc in the window, Ctrl+C or SIGTERM stop the episode and the demo
     for i, s in enumerate(seeds):
         config = DriveConfig(weights=weights, source="sim", fps=sim.fps, fusion=fusion, countdown=0, seed=s, sim=sim,
                              show=show, mp4=mp4 if i == 0 else None)
@@ -238,11 +238,16 @@ def bench_carracing_cmd(
     fps: Annotated[float, typer.Option(help="crew2 record and drive frame rate.")] = 20.0,
     start_delay: Annotated[float, typer.Option(help="The expert's wait at each start, s (a person's).")] = 0.7,
     train_option: Annotated[list[str] | None, typer.Option(help="An extra crew2 train option (repeatable).")] = None,
+    takeover_rounds: Annotated[int, typer.Option(
+        help="Rounds of human takeover after the first model: crew2 drives other tracks with --corrections, the "
+             "expert taking over in trouble as the person; train from the last model; drive the held-out "
+             "tracks again.")] = 0,
+    takeover_tracks: Annotated[int, typer.Option(help="Tracks crew2 drives, guarded, in each round.")] = 8,
 ) -> None:
     """A game crew2 did not write: Gymnasium's CarRacing-v3 in a real window, learned from the expert's play.
 
     Installs Box2D (the carracing extra) if missing; starts Xvfb when there is no display. About 20-30 minutes
-    on 2 cores."""
+    on 2 cores, and about 25 more a takeover round."""
     from crew2.carracing.bench import CarRacingConfig, run
 
     try:
@@ -250,7 +255,8 @@ def bench_carracing_cmd(
     except ValueError:
         raise Crew2Error(f"--tracks must be comma-separated integers, not '{tracks}'") from None
     cfg = CarRacingConfig(out=out_dir, minutes=minutes, test_seeds=seeds, train_seeds=train_seeds, fps=fps,
-                          start_delay=start_delay, train_options=tuple(train_option or ()))
+                          start_delay=start_delay, train_options=tuple(train_option or ()),
+                          takeover_rounds=takeover_rounds, takeover_tracks=takeover_tracks)
     with out.status("") as status:
         result = run(cfg, on_stage=lambda s: (status.update(s), out.print(f"[dim]{s}[/]")))
     table = Table(title=f"CarRacing-v3, held-out tracks: the game's score (crew2 trained on "
@@ -268,6 +274,10 @@ def bench_carracing_cmd(
     out.print(table)
     for driver, shares in result.keys.items():
         out.print(f"{driver}: " + ", ".join(f"{role} {share:.0%}" for role, share in shares.items()))
+    for r in result.rounds:
+        out.print(f"takeover round {r['round']}: {r['takeovers']} takeovers on {r['tracks']} tracks, the expert drove "
+                  f"{r['expert_share']:.0%} of the frames; {r['correction_seconds']:g} s of corrections; "
+                  f"trained {r['train_seconds']} s", highlight=False)
     out.print(f"wrote {cfg.out / 'result.json'}")
 
 
@@ -762,6 +772,15 @@ def drive(
     expert_labels: Annotated[bool, typer.Option(
         help="--source sim --record: store the keys the autopilot would press in each frame the model drove "
              "into, not the keys sent (DAgger: train on them to recover where the model goes wrong).")] = False,
+    takeover: Annotated[bool, typer.Option(
+        help="Any of the model's keys that you press (and crew2 is not holding) gives you the wheel: crew2 "
+             "releases its keys and sends nothing until --handback s after your last key.")] = True,
+    handback: Annotated[float, typer.Option(help="Seconds after your last key before crew2 drives again.")] = 0.5,
+    corrections: Annotated[Path | None, typer.Option(
+        help="Store your takeovers here (.h5, driver 'correction'): train on them with the original sessions, "
+             "--pretrained this model.")] = None,
+    margin: Annotated[float, typer.Option(
+        help="--corrections: seconds of frames before each takeover stored with it, with your first keys.")] = 0.3,
     threads: Annotated[int, typer.Option(help="Inference threads (1 leaves the other cores to the game).")] = 1,
     seed: Seed = 0,
 ) -> None:
@@ -769,7 +788,10 @@ def drive(
 
     Hotkeys: F9 pause/resume (every key released while paused), F10 stop; Ctrl+C stops too. In the --show
     window, Space pauses and Esc stops. Every key crew2 pressed is released when it stops (Ctrl+C, SIGTERM,
-    an error, a stalled loop), and no key is sent while the game window is not in front."""
+    an error, a stalled loop), and no key is sent while the game window is not in front.
+
+    Take over whenever the model goes wrong: press the game's keys and you drive (the telemetry says so);
+    let go and the model drives again. With --corrections those moments become training data (HG-DAgger)."""
     engine_for(weights, engine)  # before the imports, which take seconds
     from crew2.drive.run import DriveConfig
     from crew2.model.engine import load_engine
@@ -778,7 +800,8 @@ def drive(
     config = DriveConfig(weights=weights, source=source, window=window,
                          region=parse_region(region) if region else None, engine=engine, fps=fps, fusion=fusion,
                          rules=rules, box_rules=box_rules, dry_run=dry_run, countdown=countdown, seconds=seconds,
-                         log=log, seed=seed, show=show, record=record, mp4=mp4, expert_labels=expert_labels)
+                         log=log, seed=seed, show=show, record=record, mp4=mp4, expert_labels=expert_labels,
+                         takeover=takeover, handback=handback, corrections=corrections, margin=margin)
     model = load_engine(weights, engine, threads=threads)  # loaded once: fails early on a bad model file
     if fusion:
         out.print(crash_prevention_line(config, model.info), highlight=False, soft_wrap=True)
@@ -786,9 +809,12 @@ def drive(
     s = result.stats
     out.print(f"drove {s.steps} frames in {s.elapsed:.1f} s ({s.steps / max(s.elapsed, 1e-9):.1f} fps), {s.late} late, "
               f"{s.bad_frames} bad frames, {s.watchdog_releases} watchdog releases; all keys released", soft_wrap=True)
+    if config.takeover and config.source != "sim":
+        out.print(f"you took over {s.takeovers} time(s) and drove {s.person_steps} frames "
+                  f"({s.person_steps / max(s.steps, 1):.0%})", highlight=False)
     if result.sim is not None:
         out.print(", ".join(f"{k} {v}" for k, v in result.sim.items()), soft_wrap=True)
-    for path in (record, mp4):
+    for path in (record, mp4, corrections):
         if path is not None:
             out.print(f"wrote {path}")
 

@@ -14,7 +14,7 @@ import numpy as np
 from crew2.data.session import SIM_TRUTH, Session
 from crew2.errors import Crew2Error
 from crew2.keys import KeyProfile
-from crew2.record.sources import SimSource
+from crew2.sim.sources import SimSource
 from crew2.sim.world import CLASSES, SimConfig
 from detection.store import write_annotations
 

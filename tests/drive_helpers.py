@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from crew2.drive.senders import KeySender
+from crew2.io.capture import Source
+from crew2.io.keyboard import KeySender
 from crew2.model.engine import ModelInfo, Prediction
 
 INFO = ModelInfo(["w", "a", "s", "d"], {"throttle": "w", "left": "a", "brake": "s", "right": "d"},
@@ -57,7 +58,7 @@ class ScriptedEngine:
         return [Prediction(np.array([0.9, 0.1, 0.1, 0.9]), np.zeros((0, 6), np.float32))]
 
 
-class FrameSource:
+class FrameSource(Source):
     def __init__(self, frames=None):
         self.frames = frames
         self.i = 0

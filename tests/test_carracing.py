@@ -26,11 +26,12 @@ def test_config_rejects_what_cannot_run(tmp_path):
 def test_benchmark_records_trains_and_drives_held_out_tracks(xvfb, tmp_path, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)  # the benchmark starts its own Xvfb, big enough for the window
     cfg = CarRacingConfig(tmp_path / "run", minutes=0.1, test_seeds=(1,), fusion=(False,), track_frames=100,
-                          train_options=("--epochs", "1", "--max-steps", "2", "--batch", "8", "--workers", "0"))
+                          train_options=("--epochs", "1", "--max-steps", "2", "--batch", "8", "--workers", "0"),
+                          takeover_rounds=1, takeover_tracks=1)
     stages = []
     result = run(cfg, on_stage=stages.append)
 
-    assert len(stages) == 4  # expert, recording, training, one drive
+    assert len(stages) == 7  # expert, recording, training, one drive; a guarded drive, training, one drive
     (expert,) = result.expert
     assert expert["seed"] == 1 and expert["frames"] == 100 and expert["tiles"] > 0  # its keys moved the car
     sessions = sorted((cfg.out / "sessions").glob("*.h5"))
@@ -48,9 +49,16 @@ def test_benchmark_records_trains_and_drives_held_out_tracks(xvfb, tmp_path, mon
     summary = json.loads((cfg.out / "result.json").read_text())
     assert summary["ratio"]["no rules"] == pytest.approx(driven["score"] / expert["score"], abs=1e-3)
 
+    (r,) = result.rounds  # the guarded round: the expert took over from a model trained for 2 steps
+    fixes = Session(cfg.out / "corrections" / "round1.h5")
+    assert r["takeovers"] >= 1 and r["correction_frames"] == len(fixes) > 0 and fixes.meta.driver == "correction"
+    fixes.close()
+    (again,) = result.crew2["no rules after 1 takeover round"]
+    assert again["seed"] == 1 and (cfg.out / "model-round1" / "best.onnx").exists()
+
     # A second run reuses the recordings and the model: only the driving is done again.
     stamps = {p: p.stat().st_mtime_ns for p in [*sessions, cfg.out / "model" / "best.onnx"]}
     stages.clear()
     run(cfg, on_stage=stages.append)
-    assert len(stages) == 1 and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert len(stages) == 2 and {p: p.stat().st_mtime_ns for p in stamps} == stamps  # the two drives
     assert np.isfinite(result.means()["no rules"])

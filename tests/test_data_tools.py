@@ -20,9 +20,9 @@ from crew2.keys import default_profile
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_session(path: Path, n: int, keys: np.ndarray | None = None, boxes=None) -> Path:
+def make_session(path: Path, n: int, keys: np.ndarray | None = None, boxes=None, driver: str = "human") -> Path:
     meta = SessionMeta.for_profile(default_profile(), fps=20, width=64, height=36, source="sim",
-                                   class_names=["car", "truck"])
+                                   class_names=["car", "truck"], driver=driver)
     rng = np.random.default_rng(n)
     keys = keys if keys is not None else rng.integers(0, 2, (n, 4))
     with SessionWriter(path, meta) as w:
@@ -51,6 +51,16 @@ def test_split_is_by_session_reproducible_and_near_its_fractions(tmp_path):
         split(paths[:2], (0.7, 0.15, 0.15), seed=0)
     with pytest.raises(Crew2Error, match="add up to 1"):
         split(paths, (0.7, 0.5, 0.15), seed=0)
+
+
+def test_corrections_always_train(tmp_path):
+    paths = [make_session(tmp_path / f"s{i}.h5", 30) for i in range(4)]
+    fixes = [make_session(tmp_path / f"fix{i}.h5", 10, driver="correction") for i in range(3)]
+    for seed in range(5):
+        parts = split(paths + fixes, (0.5, 0.5, 0.0), seed=seed)
+        assert set(fixes) <= set(parts["train"]) and len(parts["val"]) == 2, "the others split as asked"
+    with pytest.raises(Crew2Error, match="corrections only train"):
+        split(paths[:1] + fixes, (0.5, 0.5, 0.0), seed=0)
 
 
 def test_split_cli_writes_yaml(tmp_path):

@@ -289,7 +289,7 @@ def test_rules_file(tmp_path):
 def test_directinput_sender_up_to_the_module_boundary():
     from types import SimpleNamespace
 
-    from crew2.drive.senders import DirectInputSender
+    from crew2.io.keyboard import DirectInputSender
     from crew2.keys import KEY_NAMES
 
     calls = []

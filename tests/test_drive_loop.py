@@ -15,8 +15,9 @@ import pytest
 
 from crew2.drive.decoder import DecoderConfig, KeyDecoder
 from crew2.drive.fusion import Rules
-from crew2.drive.loop import DriveControl, drive_loop
+from crew2.drive.loop import drive_loop
 from crew2.drive.telemetry import Aggregator, render
+from crew2.io.control import Control
 from tests.drive_helpers import INFO, FrameSource, RecordingSender, ScriptedEngine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +98,7 @@ def test_dry_run_and_pause_send_nothing():
     sender = RecordingSender()
     drive_loop(FrameSource(), ScriptedEngine(), decoder(), sender, fps=100, max_steps=5, realtime=False, dry_run=True)
     assert not [e for e in sender.events if e[0] == "press"]
-    control = DriveControl()
+    control = Control()
     control.paused.set()
     drive_loop(FrameSource(), ScriptedEngine(), decoder(), sender, fps=100, max_steps=5, realtime=False,
                control=control)
@@ -159,13 +160,18 @@ def test_telemetry_renders_a_snapshot():
     console.print(render(snap))
     text = console.export_text()
     assert "20.0 / 20 fps" in text and "brake_for_obstacle ×3" in text and "0.90 s" in text
-    assert "W" in text and "infer" in text and "sending keys" in text
+    assert "W" in text and "infer" in text and "crew2 drives, takeovers 0" in text
     assert line in text, "what crash prevention acts on is shown all along"
+    agg.add(FrameLog(12, 0.6, {s: 0.1 for s in snap.latency_ms if s != "total"}, [0.9, 0.2, 0.7, 0.1], ["w", "s"],
+                     [], 0, None, False, False, driver="person", person=["a"], takeovers=3))
+    console = Console(width=120, record=True)
+    console.print(render(agg.snapshot()))
+    assert "YOU DRIVE (takeover 3: A)" in console.export_text(), "who drives is shown"
 
 
 def test_closed_loop_sim_drive_moves_the_car():
-    from crew2.drive.sim import SimGame
     from crew2.keys import default_profile
+    from crew2.sim.sources import SimGame
     from crew2.sim.world import SimConfig
 
     with SimGame(SimConfig(width=64, height=36, traffic=0, obstacles=0, track_km=0.3), default_profile(), 1) as game:
@@ -182,9 +188,9 @@ def test_a_car_held_on_the_brake_in_passing_traffic_is_made_to_pull_away(seed):
     picture), finds the car stuck and drives on."""
     from dataclasses import replace
 
-    from crew2.drive.sim import SimGame
     from crew2.keys import default_profile
     from crew2.model.engine import Prediction
+    from crew2.sim.sources import SimGame
     from crew2.sim.world import SimConfig
 
     class BrakingEngine:  # holds S; its boxes are the simulator's ground truth

@@ -205,7 +205,7 @@ def test_threaded_capture_times_its_grabs_for_a_paced_reader():
     import contextlib
     import time
 
-    from crew2.record.sources import ThreadedCapture
+    from crew2.io.capture import ThreadedCapture
 
     @contextlib.contextmanager
     def slow_grabber():  # a 5 ms screen grab

@@ -15,7 +15,7 @@ from Xlib import X
 from crew2 import x11
 from crew2.data.session import Session
 from crew2.errors import Crew2Error
-from crew2.record.sources import screen_source
+from crew2.io.capture import screen_source
 from crew2.sim.window import WINDOW_TITLE
 from tests.x11_helpers import tap, wait_for_window
 

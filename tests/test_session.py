@@ -16,12 +16,13 @@ import pytest
 
 from crew2.data.session import NOT_ANNOTATED, SIM_TRUTH, Session, SessionMeta, SessionWriter, decode, encode
 from crew2.errors import Crew2Error
+from crew2.io.control import Control
 from crew2.keys import default_profile
-from crew2.record.recorder import RecordControl, record_loop
-from crew2.record.sources import SimSource
+from crew2.record.recorder import record_loop
 from crew2.record.writer import BackgroundWriter
 from crew2.signals import stop_on_signals
 from crew2.sim.env import SimEnv
+from crew2.sim.sources import SimSource
 from crew2.sim.world import SimConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,7 @@ def test_sim_recording_stores_expert_labels_and_ground_truth(tmp_path):
 def test_discard_last_seconds(tmp_path):
     path = tmp_path / "d.h5"
     writer = BackgroundWriter(path, meta())
-    control = RecordControl()
+    control = Control()
     with SimSource(SimConfig(), default_profile()) as src:
         def tick(stats):
             if stats.frames == 100 and not stats.discarded:

@@ -90,7 +90,7 @@ def test_missing_window_is_a_clear_error(xvfb):
 def test_a_window_that_closes_is_a_clear_error(xvfb):
     from Xlib import X
 
-    from crew2.record.sources import X11Window
+    from crew2.io.capture import X11Window
 
     dpy = x11.open_display(xvfb)
     try:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from crew2.errors import Crew2Error
+from crew2.io import win32
 from crew2.keys import KEY_NAMES, default_profile, profile_from_keys
-from crew2.record import win32
 
 
 class FakeUser32:
@@ -71,13 +71,13 @@ def test_every_key_name_has_a_virtual_key_code():
 
 def test_key_reader_reads_the_high_bit_in_profile_order():
     api = FakeUser32()
-    keys = win32.WinKeys(default_profile(), extra=("f9",), api=api)
+    keys = win32.WinKeys(default_profile().keys, extra=("f9",), api=api)
     api.down = {win32.VK["w"], win32.VK["d"], win32.VK["f9"]}
     vector = keys.read()
     assert vector.dtype == np.uint8 and vector.tolist() == [1, 0, 0, 1] and keys.down("f9")
     api.down = {win32.VK["a"]}
     assert keys.read().tolist() == [0, 1, 0, 0] and not keys.down("f9")
-    arrows = win32.WinKeys(profile_from_keys("up,left,right,down"), api=api)
+    arrows = win32.WinKeys(profile_from_keys("up,left,right,down").keys, api=api)
     api.down = {win32.VK["up"], win32.VK["right"]}
     assert arrows.read().tolist() == [1, 0, 1, 0]
 

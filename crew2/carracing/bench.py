@@ -4,7 +4,10 @@ Gymnasium's CarRacing-v3 runs in a real window (under Xvfb when there is no disp
 it through XTest for `minutes` of wall clock, one track per `crew2 record --source window` session; then
 `crew2 train` with its defaults, `crew2 export`, and `crew2 drive --source window` on held-out tracks, with and
 without crash prevention. crew2 sees the game only as a user's crew2 would: its window and the X keyboard.
-The game's own score is reported per track for the expert and for crew2, and as a ratio. Every stage is a
+The game's own score is reported per track for the expert and for crew2, and as a ratio. With `takeover_rounds`,
+each round is what a user teaching crew2 does (HG-DAgger): crew2 drives other tracks with `--corrections` while the
+expert, as the person, takes the keys whenever the car is in trouble; `crew2 train --pretrained` the last model on
+the recordings and every round's corrections; the new model drives the held-out tracks again. Every stage is a
 subprocess; a stage whose output exists is not run again (delete it to redo), so a recipe can be retrained on
 the same recordings.
 """
@@ -45,6 +48,8 @@ class CarRacingConfig:
     train_options: tuple[str, ...] = ()  # passed to crew2 train after its defaults
     fusion: tuple[bool, ...] = (True, False)  # drive with crash prevention, then without
     track_frames: int = FRAMES  # a track ends after this many of the game's frames (shorter: smoke runs)
+    takeover_rounds: int = 0  # HG-DAgger rounds after the first model, the expert taking over as the person
+    takeover_tracks: int = 8  # tracks crew2 drives, guarded, in each round
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -54,6 +59,8 @@ class CarRacingConfig:
             raise Crew2Error(f"a track needs at least one frame, not {self.track_frames}")
         if not self.test_seeds:
             raise Crew2Error("give at least one held-out track")
+        if self.takeover_rounds < 0 or self.takeover_tracks < 1:
+            raise Crew2Error("--takeover-rounds must be zero or more, with at least one track a round")
         if set(self.test_seeds) & set(range(self.train_seeds, self.train_seeds + 1000)):
             raise Crew2Error("held-out tracks must not be among the recorded ones")
 
@@ -66,6 +73,7 @@ class CarRacingResult:
     sessions: int
     train_seconds: float
     keys: dict[str, dict[str, float]] = field(default_factory=dict)  # driver -> share of frames each role is down
+    rounds: list[dict] = field(default_factory=list)  # per takeover round: takeovers, corrections, training
 
     def means(self) -> dict[str, float]:
         """Mean score over the held-out tracks: "expert" and each crew2 drive."""
@@ -76,7 +84,7 @@ class CarRacingResult:
         means = self.means()
         return {"recorded_minutes": round(self.recorded_minutes, 2), "sessions": self.sessions,
                 "train_seconds": round(self.train_seconds), "mean": {k: round(v, 1) for k, v in means.items()},
-                "ratio": {k: round(means[k] / means["expert"], 3) for k in self.crew2}}
+                "ratio": {k: round(means[k] / means["expert"], 3) for k in self.crew2}, "rounds": self.rounds}
 
 
 CREW2 = [sys.executable, "-m", "cli"]  # this crew2's command line in a subprocess, as crew2.bench runs it
@@ -186,18 +194,23 @@ def record_sessions(cfg: CarRacingConfig, stage: Stage, sessions: Path) -> float
     return spent / 60
 
 
-def drive_tracks(cfg: CarRacingConfig, stage: Stage, weights: Path, name: str, fusion: bool) -> list[dict]:
-    """crew2 drives the held-out tracks back to back in one game window; one record per track."""
+def drive_tracks(cfg: CarRacingConfig, stage: Stage, weights: Path, name: str, fusion: bool,
+                 seeds: list[int] | None = None, corrections: Path | None = None) -> list[dict]:
+    """crew2 drives the held-out tracks (or `seeds`) back to back in one game window; one record per track. With
+    `corrections`, the expert guards the drive as the person and crew2 stores its takeovers there."""
+    seeds = list(cfg.test_seeds) if seeds is None else seeds
     results, drive_log = stage.logs / f"{name}.jsonl", stage.logs / f"{name}-frames.jsonl"
-    game = stage.start(f"game-{name}", _game(cfg, list(cfg.test_seeds), results, "--wait"))
+    results.unlink(missing_ok=True)
+    game = stage.start(f"game-{name}", _game(cfg, seeds, results, "--wait", *(("--guard",) if corrections else ())))
     time.sleep(1.0)
     drive = stage.start(f"drive-{name}", [*CREW2, "drive", str(weights), "--source", "window", "--window",
                                           TITLE, "--fps", str(cfg.fps), "--countdown", "0", "--log", str(drive_log),
-                                          *(() if fusion else ("--no-fusion",))])
+                                          *(() if fusion else ("--no-fusion",)),
+                                          *(("--corrections", str(corrections)) if corrections else ())])
     _wait_for(lambda: drive_log.exists() and drive_log.stat().st_size > 0, 120, f"crew2 drive ({name})", [drive, game])
     game.send_signal(signal.SIGUSR1)
-    _wait_for(lambda: len(_lines(results)) >= len(cfg.test_seeds),
-              _track_timeout(cfg, len(cfg.test_seeds)), f"driving ({name})", [drive, game])
+    _wait_for(lambda: len(_lines(results)) >= len(seeds), _track_timeout(cfg, len(seeds)), f"driving ({name})",
+              [drive, game])
     stage.stop(drive)
     stage.stop(game)
     return _lines(results)
@@ -232,30 +245,76 @@ def run(cfg: CarRacingConfig, on_stage: Callable[[str], None] = lambda s: None) 
             minutes = record_sessions(cfg, stage, sessions)
             done.write_text(json.dumps({"minutes": minutes}))
         recorded = json.loads(done.read_text())["minutes"]
-        weights = model / "best.onnx"
-        train_seconds = 0.0
-        if not weights.exists():
-            on_stage("crew2 train (defaults), crew2 export")
-            t0 = time.monotonic()
-            stage.run("train", [*CREW2, "train", str(sessions), "--out", str(model), *cfg.train_options],
-                      4 * 3600)
-            train_seconds = time.monotonic() - t0
-            (logs / "train_seconds.txt").write_text(f"{train_seconds:.0f}\n")
-            stage.run("export", [*CREW2, "export", str(model / "best.pt")], 600)
-        elif (logs / "train_seconds.txt").exists():
-            train_seconds = float((logs / "train_seconds.txt").read_text())
+        train_seconds = train(cfg, stage, model, [sessions], on_stage, "crew2 train (defaults), crew2 export")
         crew2: dict[str, list[dict]] = {}
         keys = {"expert (recorded)": _recorded_shares(sessions)}
-        for fusion in cfg.fusion:
-            name = "rules" if fusion else "no rules"
-            on_stage(f"crew2 drive --source window on the held-out tracks, {name}")
-            crew2[name] = drive_tracks(cfg, stage, weights, name.replace(" ", "-"), fusion)
-            keys[f"crew2 ({name})"] = role_shares(logs / f"{name.replace(' ', '-')}-frames.jsonl", ROLES)
+        drive_held_out(cfg, stage, model / "best.onnx", "", crew2, keys, on_stage)
+        rounds = []
+        for r in range(1, cfg.takeover_rounds + 1):
+            rounds.append(takeover_round(cfg, stage, r, model, on_stage))
+            model = cfg.out / f"model-round{r}"
+            fixes = sorted((cfg.out / "corrections").glob("*.h5"))  # a round without a takeover left none
+            rounds[-1]["train_seconds"] = round(train(
+                cfg, stage, model, [sessions, *fixes], on_stage,
+                f"round {r}: crew2 train on the recordings and the corrections, from the last model",
+                "--pretrained", str(cfg.out / ("model" if r == 1 else f"model-round{r - 1}") / "best.pt")))
+            drive_held_out(cfg, stage, model / "best.onnx", f" after {r} takeover round{'s' * (r > 1)}", crew2, keys,
+                           on_stage)
     result = CarRacingResult(_lines(expert_results), crew2, recorded, len(list(sessions.glob("*.h5"))),
-                             train_seconds, keys)
+                             train_seconds, keys, rounds)
     (cfg.out / "result.json").write_text(json.dumps({**result.summary(), "expert": result.expert, "crew2": crew2,
                                                      "keys": keys}, indent=1))
     return result
+
+
+def train(cfg: CarRacingConfig, stage: Stage, model: Path, data: list[Path], on_stage: Callable[[str], None],
+          what: str, *options: str) -> float:
+    """`crew2 train` into `model` (unless its export exists), then `crew2 export`; the seconds training took."""
+    seconds = model / "train_seconds.txt"
+    if not (model / "best.onnx").exists():
+        on_stage(what)
+        t0 = time.monotonic()
+        stage.run(f"train-{model.name}", [*CREW2, "train", *map(str, data), "--out", str(model), *options,
+                                          *cfg.train_options], 4 * 3600)
+        seconds.write_text(f"{time.monotonic() - t0:.0f}\n")
+        stage.run(f"export-{model.name}", [*CREW2, "export", str(model / "best.pt")], 600)
+    return float(seconds.read_text()) if seconds.exists() else 0.0
+
+
+def drive_held_out(cfg: CarRacingConfig, stage: Stage, weights: Path, suffix: str, crew2: dict[str, list[dict]],
+                   keys: dict[str, dict[str, float]], on_stage: Callable[[str], None]) -> None:
+    """crew2 drives the held-out tracks with and without crash prevention (`cfg.fusion`); adds to `crew2`, `keys`."""
+    for fusion in cfg.fusion:
+        name = ("rules" if fusion else "no rules") + suffix
+        on_stage(f"crew2 drive --source window on the held-out tracks, {name}")
+        crew2[name] = drive_tracks(cfg, stage, weights, name.replace(" ", "-"), fusion)
+        keys[f"crew2 ({name})"] = role_shares(stage.logs / f"{name.replace(' ', '-')}-frames.jsonl", ROLES)
+
+
+def takeover_round(cfg: CarRacingConfig, stage: Stage, r: int, model: Path, on_stage: Callable[[str], None]) -> dict:
+    """crew2 drives `takeover_tracks` new tracks with --corrections while the expert guards it as the person."""
+    path = cfg.out / "corrections" / f"round{r}.h5"
+    summary = stage.logs / f"round{r}.json"
+    if not summary.exists():
+        on_stage(f"round {r}: crew2 drives {cfg.takeover_tracks} other tracks; the expert takes over in trouble")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        seeds = [cfg.train_seeds + 100 * r + i for i in range(cfg.takeover_tracks)]
+        tracks = drive_tracks(cfg, stage, model / "best.onnx", f"round{r}-guarded", True, seeds, path)
+        from crew2.data.session import Session
+
+        session = Session(path)
+        frames = len(session)
+        session.close()
+        if not frames:
+            path.unlink()  # nothing to learn from
+        guarded = sum(t.get("guarded_frames", 0) for t in tracks)
+        summary.write_text(json.dumps({
+            "round": r, "tracks": len(tracks), "takeovers": sum(t.get("takeovers", 0) for t in tracks),
+            "expert_share": round(guarded / max(sum(t["frames"] for t in tracks), 1), 3),
+            "correction_frames": frames, "correction_seconds": round(frames / cfg.fps, 1),
+            "score": round(sum(t["score"] for t in tracks) / max(len(tracks), 1), 1)}))
+    return json.loads(summary.read_text())
 
 
 def _recorded_shares(sessions: Path) -> dict[str, float]:

@@ -40,14 +40,29 @@ class Expert:
             self.heading = np.array([t[1] for t in env.track])  # (N,) direction of travel at each point
             self.i = 0
 
-    def keys(self, env) -> frozenset[str]:
-        """`env` is the unwrapped CarRacing (its `car` and `track`)."""
+    def _locate(self, env) -> tuple[np.ndarray, float]:
+        """The car's position and speed; moves `i` to the nearest centre-line point."""
         self._track(env)
         car, n = env.car, len(self.points)
         pos = np.array(car.hull.position)
-        speed = float(np.hypot(*car.hull.linearVelocity))
         window = (self.i + np.arange(-5, 40)) % n  # the car moves forward along the track: look near where it was
         self.i = int(window[np.argmin(np.linalg.norm(self.points[window] - pos, axis=1))])
+        return pos, float(np.hypot(*car.hull.linearVelocity))
+
+    def where(self, env) -> tuple[float, float, float]:
+        """How the car stands on the track: distance from the centre line (m; the road is ~13 m wide), the angle
+        between its heading and the road's (rad) and its speed."""
+        pos, speed = self._locate(env)
+        road = self.points[(self.i + 1) % len(self.points)] - self.points[self.i]
+        angle = env.car.hull.angle
+        fwd = np.array([-math.sin(angle), math.cos(angle)])
+        off = abs(math.atan2(fwd[0] * road[1] - fwd[1] * road[0], fwd @ road))
+        return float(np.linalg.norm(pos - self.points[self.i])), off, speed
+
+    def keys(self, env) -> frozenset[str]:
+        """`env` is the unwrapped CarRacing (its `car` and `track`)."""
+        pos, speed = self._locate(env)
+        car, n = env.car, len(self.points)
 
         ahead = self.points[(self.i + 5 + int(speed / 10)) % n] - pos
         angle = car.hull.angle
@@ -70,3 +85,34 @@ class Expert:
         elif speed > target + 8:
             pressed.add("down")
         return frozenset(pressed)
+
+
+class Guard:
+    """The expert as the person behind crew2 (HG-DAgger's gate): it watches crew2 drive and takes the keys when the
+    car is in trouble (off the road's middle by `off_m`, turned from the road by `off_rad`, or still standing
+    `grace_s` into the track), and gives them back once the car has been back on course for `settle_s`."""
+
+    def __init__(self, expert: Expert, fps: float, off_m: float = 4.5, off_rad: float = 0.7, settle_s: float = 0.5,
+                 grace_s: float = 1.0):
+        self.expert, self.fps = expert, fps
+        self.off_m, self.off_rad, self.settle, self.grace = off_m, off_rad, round(settle_s * fps), round(grace_s * fps)
+        self.driving, self.steady, self.frames, self.takeovers, self.guarded = False, 0, 0, 0, 0
+
+    def keys(self, env) -> frozenset[str] | None:
+        """The keys to hold this frame while the expert drives; None while crew2 does."""
+        self.frames += 1
+        distance, off, speed = self.expert.where(env)
+        if not self.driving:
+            stuck = self.frames > self.grace and speed < 2.0
+            if distance > self.off_m or off > self.off_rad or stuck:
+                self.driving, self.steady = True, 0
+                self.takeovers += 1
+        else:
+            calm = distance < 0.5 * self.off_m and off < 0.3 and speed > 10.0
+            self.steady = self.steady + 1 if calm else 0
+            if self.steady >= self.settle:
+                self.driving = False
+        if not self.driving:
+            return None
+        self.guarded += 1
+        return self.expert.keys(env)

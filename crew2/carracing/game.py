@@ -5,9 +5,11 @@
 Each seed is one track, played to its end (the lap, or Gymnasium's 1,000-frame limit); one JSON line per
 track goes to `--results` with the game's own score. The arrow keys drive (Gymnasium's keyboard mapping). With
 `--expert`, the scripted expert reads the game's state and presses the arrow keys through XTest, as a person's
-keyboard would: the game, a recorder and a driver all see only key events. With `--wait` the first track shows
-its start until SIGUSR1 (a benchmark starts the clock when its driver is ready); after the last track the window
-stays until SIGTERM or SIGINT, so a driver watching it ends first.
+keyboard would: the game, a recorder and a driver all see only key events. With `--guard`, someone else drives
+(crew2) and the expert takes the keys only when the car is in trouble, as a person correcting crew2 does
+(`crew2.carracing.expert.Guard`); each track's record then says how often and how long. With `--wait` the first
+track shows its start until SIGUSR1 (a benchmark starts the clock when its driver is ready); after the last track
+the window stays until SIGTERM or SIGINT, so a driver watching it ends first.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from crew2.carracing.expert import KEYS, Expert, action_of
+from crew2.carracing.expert import KEYS, Expert, Guard, action_of
 
 TITLE = "CarRacing-v3"  # the window's title: `crew2 record/drive --source window --window CarRacing`
 FPS = 50  # the game's own frame rate (Gymnasium's metadata)
@@ -40,12 +42,18 @@ class XKeyboard:
         from crew2 import x11
 
         self.x11, self.dpy = x11, x11.open_display()
+        self.state = x11.KeyState(self.dpy, list(KEYS))
         self.down: set[str] = set()
 
-    def hold(self, keys: frozenset[str]) -> None:
+    def hold(self, keys: frozenset[str], shared: bool = False) -> None:
+        """Hold `keys` and release the others this hand pressed. `shared`: someone else presses keys on this
+        keyboard too (crew2, guarded), and may have released one held here: press it again."""
+        up = {k for k, on in zip(KEYS, self.state.read(), strict=True) if not on} if shared else set()
         for key in KEYS:
-            if (key in keys) != (key in self.down):
-                self.x11.send_key(self.dpy, key, key in keys)
+            if key in keys and (key not in self.down or key in up):
+                self.x11.send_key(self.dpy, key, True)
+            elif key not in keys and key in self.down:
+                self.x11.send_key(self.dpy, key, False)
         self.down = set(keys)
 
     def close(self) -> None:
@@ -63,8 +71,10 @@ def _focus_own_window(pygame) -> None:
 
 
 def play(seeds: list[int], results: Path | None = None, expert: bool = False, wait: bool = False,
-         minutes: float | None = None, start_delay: float = 0.0, frames: int = FRAMES) -> list[dict]:
+         minutes: float | None = None, start_delay: float = 0.0, frames: int = FRAMES,
+         guard: bool = False) -> list[dict]:
     """Play one track per seed in the window; returns (and appends to `results`) one record per track.
+    `guard`: another driver plays, and the expert takes over when the car is in trouble.
     `minutes` stops the play after that much wall-clock time (a recording budget), mid-track if need be.
     `start_delay`: the expert waits this long on each start before pressing anything, as a person does.
     `frames`: a track ends after this many of the game's frames (Gymnasium's limit, unless changed)."""
@@ -76,7 +86,7 @@ def play(seeds: list[int], results: Path | None = None, expert: bool = False, wa
     signal.signal(signal.SIGTERM, lambda *_: quit_.set())
     signal.signal(signal.SIGINT, lambda *_: quit_.set())
     env = gym.make("CarRacing-v3", render_mode="human", max_episode_steps=frames)
-    hands = XKeyboard() if expert else None
+    hands = XKeyboard() if expert or guard else None
     records: list[dict] = []
     deadline = None if minutes is None else time.monotonic() + 60 * minutes
     try:
@@ -90,16 +100,22 @@ def play(seeds: list[int], results: Path | None = None, expert: bool = False, wa
                     pygame.event.pump()
                     clock.tick(FPS)
             driver, score, steps, done = Expert(), 0.0, 0, False
+            gate = Guard(driver, FPS) if guard else None
             started = time.monotonic()
             while not (done or quit_.is_set()) and (deadline is None or time.monotonic() < deadline):
-                if hands is not None:
+                if gate is not None:
+                    hands.hold(gate.keys(env.unwrapped) or frozenset(), shared=True)
+                elif hands is not None:
                     hands.hold(driver.keys(env.unwrapped) if time.monotonic() - started >= start_delay
                                else frozenset())
                 _, reward, terminated, truncated, _ = env.step(action_of(_pressed(pygame)))
                 score, steps, done = score + reward, steps + 1, terminated or truncated
             game = env.unwrapped
             record = {"seed": seed, "score": round(score, 1), "frames": steps, "tiles": game.tile_visited_count,
-                      "of": len(game.track), "complete": bool(done), "driver": "expert" if expert else "keyboard"}
+                      "of": len(game.track), "complete": bool(done),
+                      "driver": "expert" if expert else "guarded" if guard else "keyboard"}
+            if gate is not None:
+                record.update(takeovers=gate.takeovers, guarded_frames=gate.guarded)
             records.append(record)
             if results is not None:
                 with open(results, "a") as f:
@@ -123,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", required=True, help="comma-separated track seeds, played in order")
     parser.add_argument("--results", type=Path, help="append one JSON line per track here")
     parser.add_argument("--expert", action="store_true", help="the scripted expert plays through XTest")
+    parser.add_argument("--guard", action="store_true", help="another driver plays; the expert takes over in trouble")
     parser.add_argument("--wait", action="store_true", help="start on SIGUSR1; stay open until SIGTERM")
     parser.add_argument("--minutes", type=float, help="stop after this much play (wall clock)")
     parser.add_argument("--start-delay", type=float, default=0.0, help="the expert's wait at each start, s")
@@ -130,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    for r in play(seeds, args.results, args.expert, args.wait, args.minutes, args.start_delay, args.frames):
+    for r in play(seeds, args.results, args.expert, args.wait, args.minutes, args.start_delay, args.frames,
+                  args.guard):
         print(json.dumps(r), flush=True)
 
 

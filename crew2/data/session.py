@@ -50,7 +50,7 @@ class SessionMeta:
     keys: list[str]
     roles: dict[str, str]
     source: str  # "sim", "screen", "window"
-    driver: str = "human"  # "human", "autopilot", "model"
+    driver: str = "human"  # "human", "autopilot", "model", "correction" (a person's takeovers: crew2.drive.takeover)
     region: list[int] | None = None  # left, top, width, height of what was captured
     profile: str = "custom"
     jpeg_quality: int = 90

@@ -202,16 +202,21 @@ def validate(path: Path) -> list[str]:
 
 def split(paths: list[Path], fractions: tuple[float, float, float], seed: int) -> dict[str, list[Path]]:
     """Whole sessions to train/val/test (never frames: neighbouring frames are near duplicates), so that
-    each split's share of frames comes close to its fraction. Reproducible for a seed."""
+    each split's share of frames comes close to its fraction. Reproducible for a seed. Corrections (`crew2 drive
+    --corrections`) always train: they hold only the moments a model went wrong, no fair measure of a driver."""
     if any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise Crew2Error(f"split fractions must be zero or more and add up to 1, not {fractions}")
-    if len(paths) < sum(f > 0 for f in fractions):
-        raise Crew2Error(f"{len(paths)} session(s) cannot fill {sum(f > 0 for f in fractions)} splits: "
-                         "record more sessions (splits are by session, never by frame)")
-    frames = {p: len(Session(p)) for p in paths}
-    order = sorted(paths)
+    sessions = {p: Session(p) for p in paths}
+    frames = {p: len(s) for p, s in sessions.items()}
+    corrections = sorted(p for p, s in sessions.items() if s.meta.driver == "correction")
+    for s in sessions.values():
+        s.close()
+    order = sorted(set(paths) - set(corrections))
+    if len(order) < sum(f > 0 for f in fractions):
+        raise Crew2Error(f"{len(order)} session(s) cannot fill {sum(f > 0 for f in fractions)} splits: "
+                         "record more sessions (splits are by session, never by frame; corrections only train)")
     random.Random(seed).shuffle(order)
-    total = sum(frames.values())
+    total = sum(frames[p] for p in order)
     result: dict[str, list[Path]] = {name: [] for name in SPLITS}
     filled = dict.fromkeys(SPLITS, 0)
     # Each non-empty split gets one session first, then sessions go where the share is furthest behind.
@@ -224,6 +229,7 @@ def split(paths: list[Path], fractions: tuple[float, float, float], seed: int) -
         name = max(wanted, key=lambda n: share[n] * total - filled[n])
         result[name].append(p)
         filled[name] += frames[p]
+    result["train"] += corrections
     return result
 
 

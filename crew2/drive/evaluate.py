@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from crew2.drive.loop import DriveControl
 from crew2.drive.run import DriveConfig, drive
 from crew2.errors import Crew2Error
+from crew2.io.control import Control
 from crew2.model.engine import Engine
 from crew2.sim.episodes import mean_summary, run_autopilot
 from crew2.sim.world import SimConfig
@@ -38,7 +38,7 @@ def model_episodes(engine: Engine, weights: Path, seeds: Iterable[int], sim: Sim
     SIGTERM ends the episode being driven and the whole run (KeyboardInterrupt), not just that episode.
     `box_rules` as `crew2 drive --box-rules` (`run.box_rules`)."""
     results = []
-    control = DriveControl()  # one for all the episodes: the drive loop sets its stop flag on a signal
+    control = Control()  # one for all the episodes: the drive loop sets its stop flag on a signal
     for seed in seeds:
         cfg = DriveConfig(weights=weights, source="sim", fps=sim.fps, fusion=fusion, rules=rules, countdown=0,
                           seed=seed, sim=sim, box_rules=box_rules)

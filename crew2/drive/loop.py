@@ -15,18 +15,15 @@ import numpy as np
 
 from crew2.drive.decoder import KeyDecoder
 from crew2.drive.fusion import FusionState, Hit, Rules, fuse, picture, picture_motion, scenery
-from crew2.drive.senders import KeySender
+from crew2.drive.takeover import Takeover
+from crew2.io.capture import FrameSource
+from crew2.io.control import Control, Pacer, StageTimer
+from crew2.io.keyboard import KeySender
 from crew2.model.engine import Engine
 from crew2.signals import stop_on_signals
 
 STAGES = ("capture", "preprocess", "infer", "decode", "fusion", "send")
 NO_BOXES = np.zeros((0, 6), np.float32)  # what crash prevention sees with the box rules off
-
-
-@dataclass
-class DriveControl:
-    stop: threading.Event = field(default_factory=threading.Event)
-    paused: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -45,6 +42,9 @@ class FrameLog:
     late: bool
     boxes: list[list[float]] = field(default_factory=list)  # x1, y1, x2, y2 (frame px), score, class
     frame: np.ndarray | None = field(default=None, repr=False, compare=False)  # what the model saw (RGB)
+    driver: str = "model"  # "person" while the person has taken over (`crew2.drive.takeover`)
+    person: list[str] = field(default_factory=list)  # the person's keys down in this frame, while they drive
+    takeovers: int = 0  # so far
 
     def to_json(self) -> dict:
         """The record `--log` writes: everything but the frame."""
@@ -58,6 +58,8 @@ class DriveStats:
     bad_frames: int = 0
     watchdog_releases: int = 0
     elapsed: float = 0.0
+    takeovers: int = 0
+    person_steps: int = 0  # frames the person drove
 
 
 def as_frame(frame, size: tuple[int, int]) -> np.ndarray | None:
@@ -105,49 +107,45 @@ class Watchdog:
                 self.stats.watchdog_releases += 1
 
 
-def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *, fps: float,
+def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender: KeySender, *, fps: float,
                rules: Rules | None = None, box_rules: bool = True, max_steps: int | None = None, realtime: bool = True,
                focused: Callable[[], bool] = lambda: True, dry_run: bool = False, watchdog: float = 0.5,
-               control: DriveControl | None = None, on_frame: Callable[[FrameLog], None] | None = None,
-               poll: Callable[[], None] | None = None, clock: Callable[[], float] = time.perf_counter) -> DriveStats:
+               control: Control | None = None, on_frame: Callable[[FrameLog], None] | None = None,
+               poll: Callable[[], None] | None = None, takeover: Takeover | None = None,
+               clock: Callable[[], float] = time.perf_counter) -> DriveStats:
     """Drive until `control.stop`, `max_steps`, the source running dry, Ctrl+C or SIGTERM. `rules` None turns crash
     prevention off; `box_rules` False hides the network's boxes from it (an untrained obstacle head), so that only
     its rule without boxes acts (going around when the car stands; standing is then judged on the whole picture).
-    Keys are released whenever the game is not in front, while paused, and at the end.
+    Keys are released whenever the game is not in front, while paused, while the person has taken over
+    (`takeover`, read right after each grab) and at the end.
     `poll` runs once per iteration before keys go out (hotkeys that pause or stop through `control`)."""
     info = engine.info
-    control = control or DriveControl()
+    control = control or Control()
     stats = DriveStats()
     role_of = {key: role for role, key in info.roles.items()}
     role_index = {role: info.keys.index(key) for role, key in info.roles.items()}  # once, not every frame
     history: deque[np.ndarray] = deque(maxlen=info.frames)
     recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=2)  # the last two (`picture`, `scenery`)s
     fusion_state = FusionState()
-    period, start = 1.0 / fps, clock()
-    next_tick = start
+    pacer, timer, start = Pacer(fps, clock), StageTimer(clock), clock()
     try:
         with stop_on_signals(control.stop), Watchdog(sender, watchdog, stats) as dog:
-            while not control.stop.is_set() and (max_steps is None or stats.steps < max_steps):
-                if getattr(source, "done", False):
-                    break
-                late = False
-                if realtime:
-                    now = clock()
-                    if now < next_tick:
-                        time.sleep(next_tick - now)
-                    elif now - next_tick > period:
-                        late, next_tick = True, now
-                    next_tick += period
+            while not control.stop.is_set() and (max_steps is None or stats.steps < max_steps) and not source.done:
+                late = realtime and pacer.wait()
                 if poll is not None:
                     poll()
-                t0 = clock()
+                timer.start()
                 raw = source.grab()
-                t1 = clock()
                 # A threaded capture grabbed the screen before we asked: time the frame from its grab's start,
                 # and tell it when the next read is due so that grab ends just before.
-                t0 = min(t0, getattr(source, "frame_started", None) or t0)
-                if realtime and hasattr(source, "expect"):
-                    source.expect(next_tick)
+                timer.start(min(timer.last, source.frame_started or timer.last))
+                timer.lap("capture")
+                if realtime:
+                    source.expect(pacer.next_tick)
+                now_s = clock() - start if realtime else stats.steps / fps
+                person = takeover is not None and takeover.update(now_s, sender.down)
+                if person:
+                    sender.release_all()  # the person drives from this frame on: nothing of the model's stays down
                 frame = as_frame(raw, info.size)
                 if frame is None:
                     stats.bad_frames += 1
@@ -157,13 +155,12 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                 while len(history) < info.frames:
                     history.appendleft(history[0])
                 x = np.concatenate(list(history), axis=2)[None]  # (1, H, W, 3 * frames)
-                t2 = clock()
+                timer.lap("preprocess")
                 pred = engine(x)[0]
-                t3 = clock()
-                now_s = t3 - start if realtime else stats.steps / fps
+                timer.lap("infer")
                 keys = decoder(pred.key_probs, now_s)
                 by_role = {role: bool(keys[i]) for role, i in role_index.items()}
-                t4 = clock()
+                timer.lap("decode")
                 hits: list[Hit] = []
                 if rules is not None:  # is the car moving: does the scenery outside the obstacles' boxes move
                     boxes = pred.boxes if box_rules else NO_BOXES
@@ -174,28 +171,30 @@ def drive_loop(source, engine: Engine, decoder: KeyDecoder, sender: KeySender, *
                     by_role, hits = fuse(by_role, boxes, info.class_names, info.size, fusion_state, now_s, rules,
                                          motion)
                 want = {k: (by_role[role_of[k]] if k in role_of else bool(keys[i])) for i, k in enumerate(info.keys)}
-                t5 = clock()
-                sent = not dry_run and focused() and not control.paused.is_set()
+                timer.lap("fusion")
+                sent = not (dry_run or person) and focused() and not control.paused.is_set()
                 if sent:
                     sender.apply(want)
                 else:
                     sender.release_all()
-                t6 = clock()
+                timer.lap("send")
                 dog.heartbeat()
-                ms = {s: round(1000 * d, 3) for s, d in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4,
-                                                                       t6 - t5), strict=True)}
                 stats.steps += 1
                 stats.late += late
+                stats.person_steps += bool(person)
                 ttcs = [h.numbers.get("ttc_s") for h in hits if "ttc_s" in h.numbers]
                 if on_frame is not None:
-                    on_frame(FrameLog(stats.steps, now_s, ms, [float(p) for p in pred.key_probs],
+                    on_frame(FrameLog(stats.steps, now_s, dict(timer.ms), [float(p) for p in pred.key_probs],
                                       [k for k, on in want.items() if on], hits, len(pred.boxes),
                                       min(ttcs) if ttcs else None, sent, late,
-                                      [[round(float(v), 2) for v in b] for b in pred.boxes], frame))
+                                      [[round(float(v), 2) for v in b] for b in pred.boxes], frame,
+                                      "person" if person else "model", takeover.keys if person else [],
+                                      takeover.count if takeover is not None else 0))
     except KeyboardInterrupt:
         pass  # a second Ctrl+C or SIGTERM (the first stops the loop at its next check)
     finally:
         sender.release_all()
         stats.elapsed = clock() - start
+        if takeover is not None:
+            stats.takeovers = takeover.count
     return stats
-

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,14 +12,17 @@ from pathlib import Path
 from crew2 import x11
 from crew2.drive.decoder import DecoderConfig, KeyDecoder
 from crew2.drive.fusion import Rules
-from crew2.drive.loop import DriveControl, DriveStats, FrameLog, drive_loop
+from crew2.drive.loop import DriveStats, FrameLog, drive_loop
+from crew2.drive.takeover import HANDBACK, MARGIN, Corrections, Takeover
 from crew2.errors import Crew2Error
+from crew2.io.control import Control, Hotkeys, countdown
+from crew2.io.platform import SCREEN_SOURCES, current, open_screen_game
 from crew2.keys import KeyProfile
 from crew2.model.checkpoint import detector_trained
 from crew2.model.engine import Engine, ModelInfo, load_engine
 from crew2.sim.world import SimConfig
 
-SOURCES = ("sim", "screen", "window")
+SOURCES = ("sim", *SCREEN_SOURCES)
 HOTKEYS = {"pause": "f9", "stop": "f10"}
 BOX_RULES = ("auto", "on", "off")  # auto: on when the obstacle head was trained (checkpoint.detector_trained)
 
@@ -48,6 +50,10 @@ class DriveConfig:
     expert_labels: bool = False  # --source sim --record: store the autopilot's keys for each frame (DAgger)
     mp4: Path | None = None  # a video of what --show shows
     hotkeys: bool = True  # F9 pause/resume, F10 stop (window and screen sources)
+    takeover: bool = True  # a key of the profile that the person presses takes over (window and screen sources)
+    handback: float = HANDBACK  # s after the person's last key, the model drives again
+    corrections: Path | None = None  # store the takeovers (+ `margin` s before each) as a corrections session
+    margin: float = MARGIN
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -60,6 +66,11 @@ class DriveConfig:
             raise Crew2Error(f"--fps must be between 1 and 120, not {self.fps}")
         if self.expert_labels and (self.source != "sim" or self.record is None):
             raise Crew2Error("--expert-labels needs --source sim and --record FILE (it labels what is recorded)")
+        if self.corrections is not None and (self.source == "sim" or not self.takeover):
+            raise Crew2Error("--corrections stores a person's takeovers: it needs --source window or screen "
+                             "and --takeover")
+        if self.handback < 0 or self.margin < 0:
+            raise Crew2Error("--handback and --margin must be zero or more")
 
 
 @dataclass
@@ -84,7 +95,7 @@ def box_rules(setting: str, info: ModelInfo) -> tuple[bool, str]:
 
 
 def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
-          on_countdown: Callable[[float], None] | None = None, control: DriveControl | None = None,
+          on_countdown: Callable[[float], None] | None = None, control: Control | None = None,
           engine: Engine | None = None) -> DriveResult:
     """Drive with `cfg`; `engine`, when the caller has already loaded the model, is used as is."""
     engine = engine or load_engine(cfg.weights, cfg.engine)
@@ -93,40 +104,34 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
     rules = Rules.load(cfg.rules) if cfg.fusion else None
     boxes_on, _ = box_rules(cfg.box_rules, info)
     profile = KeyProfile("model", tuple(info.keys), dict(info.roles))
-    control = control or DriveControl()
+    control = control or Control()
     with contextlib.ExitStack() as stack:
         hooks: list[Callable[[FrameLog], None]] = [on_frame] if on_frame is not None else []
         if cfg.log:
             log = stack.enter_context(open(cfg.log, "w"))
             hooks.append(lambda entry: log.write(json.dumps(entry.to_json()) + "\n"))
         focused: Callable[[], bool] = lambda: True  # noqa: E731
-        keys = None  # the keyboard, read for the hotkeys
+        keys, takeover = None, None  # the keyboard: hotkeys and the person's keys
         if cfg.source == "sim":
-            from crew2.drive.sim import SimGame
+            from crew2.sim.sources import SimGame
 
             sim = cfg.sim or SimConfig(width=info.size[0], height=info.size[1], fps=cfg.fps)
             game = stack.enter_context(SimGame(sim, profile, cfg.seed, expert=cfg.expert_labels))
             source, sender, realtime = game, game.sender, cfg.show
         else:
-            from crew2.record.run import KEY_READERS, PLATFORM, WINDOWS, RecordConfig
-
-            sender = stack.enter_context(_sender(info.keys, cfg.display))
-            wanted = RecordConfig(source=cfg.source, window=cfg.window, display=cfg.display, profile=profile)
-            if cfg.hotkeys:
-                keys = KEY_READERS[PLATFORM](wanted, tuple(HOTKEYS.values()))
-                stack.callback(keys.close)
-            if cfg.source == "window":
-                window = WINDOWS[PLATFORM](wanted)
-                stack.callback(window.close)
-                source, focused = stack.enter_context(window.source(max_fps=2 * cfg.fps)), window.focused
-            else:
-                from crew2.record.sources import screen_source
-
-                source = stack.enter_context(screen_source(cfg.region, display=cfg.display, max_fps=2 * cfg.fps))
-            realtime = True
-        from crew2.record.run import Hotkeys
-
-        hotkeys = Hotkeys(keys, control, lambda: True, HOTKEYS)  # the loop itself guards focus
+            sender = stack.enter_context(current().sender(info.keys, cfg.display))
+            watch = cfg.hotkeys or cfg.takeover
+            screen = open_screen_game(stack, cfg.source, fps=cfg.fps, window=cfg.window, region=cfg.region,
+                                      display=cfg.display, keys=info.keys if watch else None,
+                                      hotkeys=tuple(HOTKEYS.values()) if cfg.hotkeys else ())
+            source, focused, keys, realtime = screen.source, screen.focused, screen.keys, True
+            if cfg.takeover:
+                takeover = Takeover(keys, info.keys, cfg.handback)
+            if cfg.corrections is not None:
+                corrections = Corrections(cfg.corrections, profile, cfg.fps, info.size, cfg.source, cfg.margin)
+                stack.callback(corrections.close)
+                hooks.append(corrections)
+        hotkeys = Hotkeys(keys if cfg.hotkeys else None, control, bindings=HOTKEYS)  # the loop guards focus
         if cfg.record is not None:
             hooks.append(_recorder(stack, cfg, profile, info.size, game if cfg.source == "sim" else None))
         if cfg.mp4 is not None:
@@ -138,15 +143,12 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
                                      on_pause=hotkeys.toggle_pause, on_stop=control.stop.set)
             stack.callback(window_view.close)
             hooks.append(lambda entry: window_view(entry, time.monotonic()))
-        end = time.monotonic() + cfg.countdown
-        while (left := end - time.monotonic()) > 0:  # time to switch to the game before any key goes out
-            if on_countdown is not None:
-                on_countdown(left)
-            time.sleep(min(0.25, left))
+        countdown(cfg.countdown, on_countdown)  # time to switch to the game before any key goes out
         max_steps = None if cfg.seconds is None else int(cfg.seconds * cfg.fps)
         stats = drive_loop(source, engine, decoder, sender, fps=cfg.fps, rules=rules, box_rules=boxes_on,
                            max_steps=max_steps, realtime=realtime, focused=focused, dry_run=cfg.dry_run,
-                           control=control, on_frame=lambda entry: [hook(entry) for hook in hooks], poll=hotkeys.poll)
+                           control=control, on_frame=lambda entry: [hook(entry) for hook in hooks], poll=hotkeys.poll,
+                           takeover=takeover)
         return DriveResult(stats, source.metrics if cfg.source == "sim" else None)
 
 
@@ -205,13 +207,3 @@ def _recorder(stack: contextlib.ExitStack, cfg: DriveConfig, profile: KeyProfile
         writer.submit(Sample(entry.frame, keys, entry.t, boxes, SIM_TRUTH),
                       block=cfg.source == "sim")  # a game does not wait
     return add
-
-
-def _sender(keys: list[str], display: str | None):
-    if sys.platform == "win32":
-        from crew2.drive.senders import DirectInputSender
-
-        return DirectInputSender(keys)
-    from crew2.drive.senders import XTestSender
-
-    return XTestSender(display)

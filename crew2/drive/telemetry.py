@@ -31,6 +31,9 @@ class Snapshot:
     steps: int
     sending: bool
     crash_prevention: str = ""  # what crash prevention acts on (`run.box_rules`'s line); "" when it is off
+    driver: str = "model"  # "person" while the person has taken over
+    person: list[str] = field(default_factory=list)  # their keys down
+    takeovers: int = 0
 
 
 @dataclass
@@ -62,7 +65,8 @@ class Aggregator:
                         latency_ms=latency, keys=self.keys, probs=last.probs, thresholds=self.thresholds,
                         pressed=last.pressed, obstacles=last.obstacles, closest_ttc=last.closest_ttc,
                         rules=dict(self.rules), late=self.late, bad_frames=bad_frames, steps=last.step,
-                        sending=last.sent, crash_prevention=self.crash_prevention)
+                        sending=last.sent, crash_prevention=self.crash_prevention, driver=last.driver,
+                        person=last.person, takeovers=last.takeovers)
 
 
 def bar(p: float, threshold: float, width: int = 20) -> Text:
@@ -75,9 +79,15 @@ def bar(p: float, threshold: float, width: int = 20) -> Text:
 
 
 def render(s: Snapshot) -> Group:
+    if s.driver == "person":
+        who, style = f"YOU DRIVE (takeover {s.takeovers}: {'+'.join(s.person).upper() or 'no key'}); crew2 sends " \
+                     "nothing until you let go", "bold cyan"
+    elif s.sending:
+        who, style = f"crew2 drives, takeovers {s.takeovers}", "bold"
+    else:
+        who, style = "HOLDING KEYS BACK (paused, dry run or game not in front)", "bold yellow"
     head = Text(f"{s.fps:5.1f} / {s.target_fps:g} fps   step {s.steps}   late {s.late}   bad frames {s.bad_frames}   "
-                + ("sending keys" if s.sending else "HOLDING KEYS BACK (paused, dry run or game not in front)"),
-                style="bold" if s.sending else "bold yellow")
+                + who, style=style)
     keys = Table(title="keys", show_edge=False, pad_edge=False)
     for col in ("key", "p", "", "threshold", "down"):
         keys.add_column(col)

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from crew2.record.sources import FrameSource, KeyReader
+from crew2.io.capture import FrameSource
+from crew2.io.control import Control, Pacer
+from crew2.io.keyboard import KeyReader
 from crew2.record.writer import BackgroundWriter, Sample
 from crew2.signals import stop_on_signals
-
-
-@dataclass
-class RecordControl:
-    """Set from other threads (hotkeys, signals): the loop reads it every tick."""
-
-    stop: threading.Event = field(default_factory=threading.Event)
-    paused: threading.Event = field(default_factory=threading.Event)
-    discard_seconds: float = 0.0  # > 0: drop that many seconds of what was recorded, then reset to 0
 
 
 @dataclass
@@ -40,7 +32,7 @@ class RecordStats:
 
 def record_loop(source: FrameSource, reader: KeyReader, writer: BackgroundWriter, *, fps: float,
                 size: tuple[int, int], realtime: bool = True, max_frames: int | None = None,
-                max_seconds: float | None = None, control: RecordControl | None = None,
+                max_seconds: float | None = None, control: Control | None = None,
                 on_tick: Callable[[RecordStats], None] | None = None,
                 poll: Callable[[], None] | None = None,
                 clock: Callable[[], float] = time.perf_counter) -> RecordStats:
@@ -48,7 +40,7 @@ def record_loop(source: FrameSource, reader: KeyReader, writer: BackgroundWriter
     `fps` and timestamps are wall time; without (the sim), frames come as fast as they are made and
     timestamps are frame index / fps. Boxes are stored when the source provides them. `poll` runs every
     iteration, paused or not (hotkeys, focus); Ctrl+C and SIGTERM end the loop like a stop."""
-    stats, control = RecordStats(), control or RecordControl()
+    stats, control = RecordStats(), control or Control()
     try:
         with stop_on_signals(control.stop):
             return _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, control, stats,
@@ -59,10 +51,9 @@ def record_loop(source: FrameSource, reader: KeyReader, writer: BackgroundWriter
 
 def _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, control, stats, on_tick, poll,
           clock) -> RecordStats:
-    period = 1.0 / fps
     w, h = size
-    has_boxes = hasattr(source, "boxes")
-    start = next_tick = clock()  # timestamps are wall time from here: pauses and discards leave gaps (cuts)
+    pacer = Pacer(fps, clock)
+    start = clock()  # timestamps are wall time from here: pauses and discards leave gaps (cuts)
     paused_total, paused_at = 0.0, None
     while not control.stop.is_set():
         if poll is not None:
@@ -77,7 +68,8 @@ def _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, 
             continue
         if paused_at is not None:  # resume: a pause is no recording time, and no late tick
             paused_total += clock() - paused_at
-            next_tick, paused_at = clock(), None
+            pacer.restart()
+            paused_at = None
         if control.discard_seconds > 0:
             n = min(stats.frames, round(control.discard_seconds * fps))
             writer.discard_last(n)
@@ -85,29 +77,23 @@ def _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, 
             stats.discarded += n
             control.discard_seconds = 0.0
         if realtime:
-            now = clock()
-            if now < next_tick:
-                time.sleep(next_tick - now)
-            elif now - next_tick > period:
-                stats.late += 1
-                next_tick = now  # do not try to catch up with a burst
+            stats.late += pacer.wait()
         frame = source.grab()
         keys = reader.read()
         t = (clock() - start) if realtime else stats.frames / fps
-        boxes = source.boxes() if has_boxes else None
+        boxes = source.boxes()
         if frame.shape[1] != w or frame.shape[0] != h:
             sx, sy = w / frame.shape[1], h / frame.shape[0]
             frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
             if boxes is not None and len(boxes):
                 boxes = boxes * np.array([sx, sy, sx, sy, 1], np.float32)
-        sample = Sample(frame, keys.copy(), t, boxes, getattr(source, "box_source", 0) if has_boxes else 0)
+        sample = Sample(frame, keys.copy(), t, boxes, source.box_source if boxes is not None else 0)
         if writer.submit(sample, block=not realtime):
             stats.frames += 1
         else:
             stats.dropped += 1
         stats.keys = keys
         stats.elapsed = clock() - start - paused_total if realtime else stats.frames / fps
-        next_tick += period
         if on_tick is not None:
             on_tick(stats)
     return stats

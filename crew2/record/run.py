@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,14 +13,16 @@ from pathlib import Path
 from crew2 import x11
 from crew2.data.session import SessionMeta
 from crew2.errors import Crew2Error
+from crew2.io.control import Control, Hotkeys, countdown
+from crew2.io.platform import SCREEN_SOURCES, open_screen_game
 from crew2.keys import KeyProfile, default_profile
-from crew2.record.recorder import RecordControl, RecordStats, record_loop
-from crew2.record.sources import SimSource, X11Keys, X11Window, screen_source
+from crew2.record.recorder import RecordStats, record_loop
 from crew2.record.writer import BackgroundWriter
+from crew2.sim.sources import SimSource
 from crew2.sim.world import CLASSES, SimConfig
 
 log = logging.getLogger(__name__)
-SOURCES = ("sim", "screen", "window")
+SOURCES = ("sim", *SCREEN_SOURCES)
 HOTKEYS = {"pause": "f9", "stop": "f10", "discard": "f8"}  # F8 drops the last `discard_seconds`
 
 
@@ -67,24 +68,6 @@ class RecordConfig:
         self.out = self.out or Path("sessions") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.source}.h5"
 
 
-def _win32_keys(config: RecordConfig, extra: tuple[str, ...]):
-    from crew2.record.win32 import WinKeys
-
-    return WinKeys(config.profile, extra)
-
-
-def _win32_window(config: RecordConfig):
-    from crew2.record.win32 import Win32Window
-
-    return Win32Window(config.window)
-
-
-# Key readers and game windows per platform (X11 covers Linux desktops and games run through Proton).
-KEY_READERS = {"x11": lambda c, extra: X11Keys(c.profile, c.display, extra), "win32": _win32_keys}
-WINDOWS = {"x11": lambda c: X11Window(c.window, c.display), "win32": _win32_window}
-PLATFORM = "win32" if sys.platform == "win32" else "x11"  # the key in those tables for this machine
-
-
 def parse_region(text: str) -> x11.Rect:
     """'LEFT,TOP,WIDTH,HEIGHT' -> Rect."""
     try:
@@ -101,29 +84,17 @@ def record(config: RecordConfig, on_tick: Callable[[RecordStats], None] | None =
     if config.source == "sim":
         return _record_sim(config, on_tick)
     with contextlib.ExitStack() as stack:
-        keys = KEY_READERS[PLATFORM](config, tuple(HOTKEYS.values()))
-        stack.callback(keys.close)
-        focused: Callable[[], bool] = lambda: True  # noqa: E731
-        if config.source == "window":
-            window = WINDOWS[PLATFORM](config)
-            stack.callback(window.close)
-            source, focused = window.source(max_fps=2 * config.fps), window.focused
-            region = window.rect()
-        else:
-            display = config.display if PLATFORM == "x11" else None
-            source = screen_source(config.region, config.monitor, display, max_fps=2 * config.fps)
-            region = config.region
-        meta = _meta(config, region)
-        writer = BackgroundWriter(config.out, meta)
+        game = open_screen_game(stack, config.source, fps=config.fps, window=config.window, region=config.region,
+                                monitor=config.monitor, display=config.display, keys=config.profile.keys,
+                                hotkeys=tuple(HOTKEYS.values()))
+        writer = BackgroundWriter(config.out, _meta(config, game.region))
         stack.callback(writer.close)
-        stack.enter_context(source)
-        _countdown(config.countdown, on_countdown)
-        control = RecordControl()
-        hotkeys = Hotkeys(keys, control, focused, HOTKEYS, config.discard_seconds)
-        stats = record_loop(source, keys, writer, fps=config.fps, size=(config.width, config.height),
-                            max_frames=config.frames, max_seconds=config.seconds, control=control,
-                            on_tick=on_tick, poll=hotkeys.poll)
-        return stats
+        countdown(config.countdown, on_countdown)
+        control = Control()
+        hotkeys = Hotkeys(game.keys, control, game.focused, HOTKEYS, config.discard_seconds)
+        return record_loop(game.source, game.keys, writer, fps=config.fps, size=(config.width, config.height),
+                           max_frames=config.frames, max_seconds=config.seconds, control=control,
+                           on_tick=on_tick, poll=hotkeys.poll)
 
 
 def _record_sim(config: RecordConfig, on_tick) -> RecordStats:
@@ -147,47 +118,6 @@ def _meta(config: RecordConfig, region: x11.Rect | None, driver: str = "human") 
         driver=driver, jpeg_quality=config.quality,
         region=None if region is None else [region.left, region.top, region.width, region.height],
         class_names=list(CLASSES) if config.source == "sim" else [])
-
-
-def _countdown(seconds: float, show: Callable[[float], None] | None) -> None:
-    end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        if show is not None:
-            show(left)
-        time.sleep(min(0.25, left))
-
-
-class Hotkeys:
-    """Edge-triggered hotkeys (`bindings`: action -> key) read from a key reader (None: no keyboard, e.g. the
-    in-process sim), plus the focus guard: while the game window is not in front, `control` is paused.
-    Actions: pause (toggles), stop, discard (recording: drop the last `discard` seconds)."""
-
-    def __init__(self, keys: X11Keys | None, control, focused: Callable[[], bool], bindings: dict[str, str],
-                 discard: float = 0.0):
-        self.keys, self.control, self.focused, self.bindings, self.discard = keys, control, focused, bindings, discard
-        self.was_down = {name: False for name in bindings}
-        self.user_paused = False
-
-    def toggle_pause(self) -> None:
-        self.user_paused = not self.user_paused
-
-    def poll(self) -> None:
-        if self.keys is not None:
-            self.keys.read()
-            for name, key in self.bindings.items():
-                down = self.keys.down(key)
-                if down and not self.was_down[name]:
-                    if name == "stop":
-                        self.control.stop.set()
-                    elif name == "pause":
-                        self.toggle_pause()
-                    elif name == "discard":
-                        self.control.discard_seconds = self.discard
-                self.was_down[name] = down
-        if self.user_paused or not self.focused():
-            self.control.paused.set()
-        else:
-            self.control.paused.clear()
 
 
 def status_line(stats: RecordStats, config: RecordConfig, final: bool = False) -> str:

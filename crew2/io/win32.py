@@ -1,4 +1,5 @@
-"""Windows: key state (GetAsyncKeyState) and game windows (found by title, client area, foreground).
+"""Windows: key state (GetAsyncKeyState) and game windows (found by title, client area, foreground); keys go out
+through `crew2.io.keyboard.DirectInputSender`.
 
 All calls go through a `user32` object (ctypes.WinDLL("user32") on Windows), passed in so that tests on
 other systems can stand in for it and exercise everything up to the ctypes boundary.
@@ -14,8 +15,7 @@ import numpy as np
 
 from crew2 import x11
 from crew2.errors import Crew2Error
-from crew2.keys import KeyProfile
-from crew2.record.sources import ThreadedCapture, _mss_region
+from crew2.io.capture import ThreadedCapture, mss_region
 
 # Virtual-key codes of crew2's key names (winuser.h).
 VK = {
@@ -36,12 +36,13 @@ def user32():
 
 
 class WinKeys:
-    """Key reader on Windows: the profile's keys as a uint8 vector, plus hotkeys by name."""
+    """Key reader on Windows: `keys` as a uint8 vector, plus the `extra` keys (hotkeys) by name. GetAsyncKeyState
+    sees a person's keys and SendInput's alike (see `crew2.io.keyboard.X11Keys`)."""
 
-    def __init__(self, profile: KeyProfile, extra: tuple[str, ...] = (), api=None):
+    def __init__(self, keys, extra: tuple[str, ...] = (), api=None):
         self.api = api or user32()
-        self.n = len(profile.keys)
-        self.codes = [VK[k] for k in (*profile.keys, *extra)]
+        self.n = len(keys)
+        self.codes = [VK[k] for k in (*keys, *extra)]
         self.extra = extra
         self.last: list[bool] = []
 
@@ -105,7 +106,7 @@ class Win32Window:
         return self.api.GetForegroundWindow() == self.hwnd
 
     def source(self, max_fps: float = 120.0) -> ThreadedCapture:
-        return ThreadedCapture(lambda: _mss_region(None, self.rect), f"window '{self.title}'", max_fps)
+        return ThreadedCapture(lambda: mss_region(None, self.rect), f"window '{self.title}'", max_fps)
 
     def close(self) -> None:
         pass

@@ -1,15 +1,52 @@
-"""Key senders: what crew2 presses reaches the game here. Each sends only changes (press what became
+"""The keyboard, both ways. Key readers: which keys are down now (the person's, for recording, hotkeys and
+takeover). Key senders: what crew2 presses reaches the game here; each sends only changes (press what became
 pressed, release what became released), is thread-safe (the watchdog releases from its own thread), and
 releases every key it pressed when it is closed, whatever ended the drive."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from crew2 import x11
 from crew2.errors import Crew2Error
+
+
+class KeyReader(Protocol):
+    def read(self) -> np.ndarray:
+        """The watched keys now, (K,) uint8 in the order they were given."""
+        ...
+
+    def down(self, key: str) -> bool:
+        """Whether an extra key (a hotkey) was down at the last read."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class X11Keys:
+    """Key reader on X11: `keys` as a uint8 vector, plus the `extra` keys (hotkeys) by name. XQueryKeymap sees
+    a person's keys and XTest's alike: who pressed what is for the caller to know (`KeySender.down`)."""
+
+    def __init__(self, keys: Sequence[str], display: str | None = None, extra: tuple[str, ...] = ()):
+        self.dpy = x11.open_display(display)
+        self.n = len(keys)
+        self.state = x11.KeyState(self.dpy, [*keys, *extra])
+        self.extra = extra
+        self.last: list[bool] = []
+
+    def read(self) -> np.ndarray:
+        self.last = self.state.read()
+        return np.array(self.last[: self.n], np.uint8)
+
+    def down(self, key: str) -> bool:
+        return bool(self.last and self.last[self.n + self.extra.index(key)])
+
+    def close(self) -> None:
+        self.dpy.close()
 
 
 class KeySender:

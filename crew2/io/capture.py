@@ -1,4 +1,6 @@
-"""Frame sources for recording and driving. Each is a context manager with `grab() -> RGB frame`."""
+"""Frame sources, the one protocol every game feeds record, drive and takeover through: a context manager with
+`grab() -> RGB frame`, plus what a loop may ask of any source (`done`, `boxes`, `frame_started`, `expect`), with
+defaults in `Source` so that no loop probes for them."""
 
 from __future__ import annotations
 
@@ -11,82 +13,53 @@ from typing import Protocol
 import numpy as np
 
 from crew2 import x11
-from crew2.data.session import SIM_TRUTH
 from crew2.errors import Crew2Error
-from crew2.keys import KeyProfile
-from crew2.sim.autopilot import Autopilot, NoisyAutopilot
-from crew2.sim.env import SimEnv
-from crew2.sim.world import SimConfig
 
 
 class FrameSource(Protocol):
     name: str
+    done: bool  # the source has run dry (the simulator's episode ended); a loop stops
+    box_source: int  # how `boxes` were made (crew2.data.session's box sources); 0: none
+    frame_started: float | None  # perf_counter() when the grab of the newest frame began; None: at the call
 
     def __enter__(self) -> FrameSource: ...
     def __exit__(self, *exc) -> None: ...
     def grab(self) -> np.ndarray:
         """The newest frame, (H, W, 3) uint8 RGB."""
         ...
-
-
-class KeyReader(Protocol):
-    def read(self) -> np.ndarray:
-        """The key vector now, (K,) uint8 in the profile's order."""
+    def boxes(self) -> np.ndarray | None:
+        """The last grabbed frame's ground-truth boxes, (M, 5) x1, y1, x2, y2, class; None when unknown."""
+        ...
+    def expect(self, when: float) -> None:
+        """The consumer will read next at perf_counter() == `when` (a threaded capture times its grab for it)."""
         ...
 
 
-class SimSource:
-    """The built-in game, in-process. Its autopilot plays (with optional DART noise); as a key reader it
-    returns what the expert wanted for the last grabbed frame, and `boxes` that frame's ground truth.
-    Episodes follow each other with seeds seed, seed + 1, ...; one also ends when the car has stood still
-    for `STANDING` seconds (a noisy drive that left it where the expert cannot get out, say between two
-    closed lanes: minutes of standing frames would teach a network to stand)."""
+class Source:
+    """The defaults of `FrameSource`: never done, no boxes, grabbed when asked, no use for the next read's time."""
 
-    STANDING = 5.0
+    name = "source"
+    done = False
+    box_source = 0
+    frame_started: float | None = None
 
-    name = "sim"
-
-    def __init__(self, config: SimConfig, profile: KeyProfile, seed: int = 0, noise: float = 0.0,
-                 late: float = 0.0):
-        self.env = SimEnv(config, profile)
-        self.seed, self.noise, self.late = seed, noise, late
-        self.label = np.zeros(len(profile.keys), np.uint8)
-        self.truth = np.zeros((0, 5), np.float32)
-        self.box_source = SIM_TRUTH
-
-    def __enter__(self) -> SimSource:
-        self._new_episode()
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         pass
 
-    def _new_episode(self) -> None:
-        self.env.reset(seed=self.seed)
-        self.standing = 0
-        self.driver = NoisyAutopilot(Autopilot(), self.noise, seed=self.seed, fps=self.env.config.fps,
-                                     late=self.late)
-
     def grab(self) -> np.ndarray:
-        frame = self.env.frame
-        self.truth = frame.truth()
-        executed, label = self.driver.act(self.env.world)
-        self.label = self.env.action_of(*label).astype(np.uint8)
-        _, _, terminated, truncated, _ = self.env.step(self.env.action_of(*executed))
-        self.standing = self.standing + 1 if self.env.world.player.v < 0.5 else 0
-        if terminated or truncated or self.standing > self.STANDING * self.env.config.fps:
-            self.seed += 1
-            self._new_episode()
-        return frame.image
+        raise NotImplementedError
 
-    def read(self) -> np.ndarray:
-        return self.label
+    def boxes(self) -> np.ndarray | None:
+        return None
 
-    def boxes(self) -> np.ndarray:
-        return self.truth
+    def expect(self, when: float) -> None:
+        pass
 
 
-class ThreadedCapture:
+class ThreadedCapture(Source):
     """Grabs in its own thread and keeps only the newest frame, so the recording (or driving) loop never
     waits for a capture in progress and always gets the latest one. By default it grabs at `max_fps`; a
     paced consumer that says when it will read next (`expect`) gets grabs timed to finish just before
@@ -171,7 +144,7 @@ class ThreadedCapture:
 
 
 @contextmanager
-def _mss_region(display: str | None, region_fn):
+def mss_region(display: str | None, region_fn):
     """Yields grab_once() -> RGB frame of region_fn()'s rectangle (re-evaluated each grab)."""
     import mss
 
@@ -204,7 +177,7 @@ def screen_source(region: x11.Rect | None = None, monitor: int = 1, display: str
             or r.left + r.width > screen.left + screen.width or r.top + r.height > screen.top + screen.height):
         raise Crew2Error(f"region {r.left},{r.top},{r.width},{r.height} is not inside monitor {monitor} "
                          f"({screen.left},{screen.top},{screen.width},{screen.height})")
-    return ThreadedCapture(lambda: _mss_region(display, lambda: r), "screen", max_fps)
+    return ThreadedCapture(lambda: mss_region(display, lambda: r), "screen", max_fps)
 
 
 class X11Window:
@@ -242,30 +215,8 @@ class X11Window:
         def open_grabber():
             dpy = x11.open_display(self.display)  # its own connection: Xlib is not thread-safe
             win = dpy.create_resource_object("window", self.win.id)
-            return _mss_region(self.display, lambda: self._rect(dpy, win))
+            return mss_region(self.display, lambda: self._rect(dpy, win))
         return ThreadedCapture(open_grabber, f"window '{self.title}'", max_fps)
-
-    def close(self) -> None:
-        self.dpy.close()
-
-
-class X11Keys:
-    """Key reader on X11: the profile's keys as a uint8 vector, plus any other key by name."""
-
-    def __init__(self, profile: KeyProfile, display: str | None = None, extra: tuple[str, ...] = ()):
-        self.dpy = x11.open_display(display)
-        self.n = len(profile.keys)
-        self.state = x11.KeyState(self.dpy, [*profile.keys, *extra])
-        self.extra = extra
-        self.last: list[bool] = []
-
-    def read(self) -> np.ndarray:
-        self.last = self.state.read()
-        return np.array(self.last[: self.n], np.uint8)
-
-    def down(self, key: str) -> bool:
-        """Whether an extra key (a hotkey) was down at the last read."""
-        return bool(self.last and self.last[self.n + self.extra.index(key)])
 
     def close(self) -> None:
         self.dpy.close()
