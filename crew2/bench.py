@@ -173,7 +173,7 @@ def sim_window(*options: str) -> Iterator[str]:
 
     with x_display() as display:
         env = {**os.environ, "DISPLAY": display, "SDL_AUDIODRIVER": "dummy"}
-        game = subprocess.Popen([sys.executable, "-m", "cli", "sim", *options], env=env,
+        game = subprocess.Popen([sys.executable, "-m", "crew2", "sim", *options], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             dpy = x11.open_display(display)

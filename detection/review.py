@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from crew2.data.session import NOT_ANNOTATED, REVIEWED, Session
+from crew2.detection.store import write_annotations
 from crew2.errors import Crew2Error
-from detection.store import write_annotations
 
 
 @dataclass

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from crew2.data.session import SIM_TRUTH, Session
+from crew2.detection.store import write_annotations
 from crew2.errors import Crew2Error
 from crew2.keys import KeyProfile
 from crew2.sim.sources import SimSource
 from crew2.sim.world import CLASSES, SimConfig
-from detection.store import write_annotations
 
 
 def sim_truth(path: Path) -> dict[int, tuple[np.ndarray, int]]:

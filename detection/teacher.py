@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from crew2.data.session import REVIEWED, TEACHER, Session
+from crew2.detection.classes import DatasetSpec
+from crew2.detection.store import write_annotations
 from crew2.errors import Crew2Error
-from detection.classes import DatasetSpec
-from detection.store import write_annotations
 
 
 def load_teacher(path: str | Path):

@@ -15,8 +15,8 @@ import numpy as np
 import yaml
 
 from crew2.data.session import FRAMES, NOT_ANNOTATED, REVIEWED, Session
+from crew2.detection.store import write_annotations
 from crew2.errors import Crew2Error
-from detection.store import write_annotations
 
 NAME = re.compile(r"^(?P<session>.+)_(?P<frame>\d{6})$")
 
@@ -94,7 +94,7 @@ def import_yolo(labels: Path, sessions: list[Path], class_names: list[str], sour
         if frame >= n:
             raise Crew2Error(f"{file}: {path.name} has no frame {frame} (it has {n})")
         updates.setdefault(path, {})[frame] = (read_label(file, w, h), source)
-    from detection.store import check_boxes
+    from crew2.detection.store import check_boxes
 
     for path, frames in updates.items():  # check everything before writing anything
         for i, (boxes, _) in frames.items():

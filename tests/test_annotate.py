@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from crew2.data.session import NOT_ANNOTATED, REVIEWED, SIM_TRUTH, Session
+from crew2.detection.classes import load_spec
+from crew2.detection.store import write_annotations
+from crew2.detection.yolo_io import export_yolo, import_yolo
 from crew2.errors import Crew2Error
 from crew2.record.run import RecordConfig, record
-from detection.classes import load_spec
-from detection.store import write_annotations
-from detection.yolo_io import export_yolo, import_yolo
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["car", "truck", "cone", "barrier"]
@@ -116,7 +116,7 @@ def test_dataset_spec(tmp_path):
 
 
 def test_auto_from_sim_rebuilds_the_ground_truth(sim_sessions):
-    from detection.simtruth import annotate_from_sim
+    from crew2.detection.simtruth import annotate_from_sim
 
     path = sim_sessions[0]
     truth = snapshot(path)["boxes"]
@@ -130,8 +130,8 @@ def test_auto_from_sim_rebuilds_the_ground_truth(sim_sessions):
 
 def test_auto_from_sim_refuses_other_sessions(tmp_path):
     from crew2.data.session import SessionMeta, SessionWriter, encode
+    from crew2.detection.simtruth import annotate_from_sim
     from crew2.keys import default_profile
-    from detection.simtruth import annotate_from_sim
 
     path = tmp_path / "screen.h5"
     meta = SessionMeta.for_profile(default_profile(), fps=20, width=64, height=36, source="screen")
@@ -146,8 +146,8 @@ def test_teacher_prelabels_with_the_class_mapping(sim_sessions, tmp_path):
     from ultralytics.nn.tasks import DetectionModel
 
     from crew2.data.session import TEACHER
+    from crew2.detection.teacher import load_teacher, prelabel
     from crew2.model.net import _yolo_cfg
-    from detection.teacher import load_teacher, prelabel
 
     model = DetectionModel({**_yolo_cfg("t"), "nc": 3}, ch=3, nc=3, verbose=False)  # built here, no download
     model.names = {0: "person", 1: "car", 2: "bus"}
@@ -170,7 +170,7 @@ def test_teacher_prelabels_with_the_class_mapping(sim_sessions, tmp_path):
 
 
 def test_select_marks_frames_worth_annotating(sim_sessions):
-    from detection.select import hard_inputs, select
+    from crew2.detection.select import hard_inputs, select
 
     path = sim_sessions[0]
     chosen, counts = select(path, every=10, hard=True, min_gap=3)
@@ -189,7 +189,7 @@ def test_select_marks_frames_worth_annotating(sim_sessions):
 
 
 def test_review_editing_logic_without_a_screen(sim_sessions):
-    from detection.review import load_state, save
+    from crew2.detection.review import load_state, save
 
     path = sim_sessions[0]
     state = load_state(path, NAMES, only="all")

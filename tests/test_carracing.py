@@ -50,8 +50,11 @@ def test_benchmark_records_trains_and_drives_held_out_tracks(xvfb, tmp_path, mon
     assert summary["ratio"]["no rules"] == pytest.approx(driven["score"] / expert["score"], abs=1e-3)
 
     (r,) = result.rounds  # the guarded round: the expert took over from a model trained for 2 steps
+    seen = [json.loads(line) for line in (cfg.out / "logs" / "round1-guarded-frames.jsonl").read_text().splitlines()]
+    person = sum(e["driver"] == "person" for e in seen)
+    assert r["takeovers"] == seen[-1]["takeovers"] >= 1 and person > 0, "crew2 saw the expert take over"
     fixes = Session(cfg.out / "corrections" / "round1.h5")
-    assert r["takeovers"] >= 1 and r["correction_frames"] == len(fixes) > 0 and fixes.meta.driver == "correction"
+    assert fixes.meta.driver == "correction" and 0 < len(fixes) <= person + r["takeovers"] * round(0.3 * cfg.fps)
     fixes.close()
     (again,) = result.crew2["no rules after 1 takeover round"]
     assert again["seed"] == 1 and (cfg.out / "model-round1" / "best.onnx").exists()

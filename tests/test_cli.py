@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from crew2.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 VERBS = ["record", "annotate", "train", "eval", "export", "drive", "demo", "sim", "bench", "data"]
@@ -108,7 +108,7 @@ def test_storage_and_loader_benchmarks_report_sane_figures(tmp_path):
 def test_demo_drives_every_episode_when_one_ends_early_and_stops_when_asked(monkeypatch, stop_at, seeds):
     """An episode that ends before its time (the car reached the end of the road) is not a stop: the demo goes
     on to the next seed. A stop request (Esc in the window, Ctrl+C, SIGTERM) ends the demo."""
-    import cli
+    import crew2.cli as cli
     from crew2.drive.loop import DriveStats
     from crew2.drive.run import DriveResult
 

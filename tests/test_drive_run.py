@@ -54,10 +54,10 @@ def test_expert_labels_are_the_autopilots_keys_where_the_model_drove(tmp_path):
     """DAgger: the model drives (W and D held: it leaves its lane), the session stores what the autopilot
     would press in each of those states, with their ground-truth boxes; replaying the keys sent rebuilds them."""
     from crew2.data.session import SIM_TRUTH
+    from crew2.detection.simtruth import annotate_from_sim
     from crew2.sim.autopilot import Autopilot
     from crew2.sim.env import SimEnv
     from crew2.sim.world import CLASSES
-    from detection.simtruth import annotate_from_sim
 
     sim = SimConfig(width=64, height=36, traffic=1.0, obstacles=1.0, track_km=2.0)
     log, session = tmp_path / "run.jsonl", tmp_path / "dagger.h5"

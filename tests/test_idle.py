@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from crew2.cli import app
 from crew2.data.idle import edge_mask, idle_mask, idle_runs
 from crew2.data.loader import IMAGE, LoaderConfig, SessionStream
 from crew2.data.session import Session, SessionMeta, SessionWriter, encode

@@ -64,3 +64,15 @@ def test_a_key_never_pressed_in_validation_is_pressed_only_when_sure_and_is_no_w
     val, thresholds, verdict = verdict_of(good, truth)
     assert thresholds[2] == pytest.approx(0.98)  # not 0.02: that would brake at every frame whose p passes it
     assert val["s_pressed"] == 0 and verdict.collapsed == {} and verdict.warning() is None
+
+
+def test_a_key_pressed_only_where_the_model_gives_it_no_chance_is_pressed_only_when_sure():
+    truth = labels()
+    truth[:, 2] = 0
+    truth[7, 2] = 1  # S once, in a frame where the model says 0
+    noise = np.random.default_rng(1).random(truth.shape) * 0.4
+    probs = np.where(truth > 0.5, 0.4 + noise, 0.2 + noise * 0.9).astype(np.float32)
+    probs[:, 2] = np.where(np.arange(len(truth)) == 7, 0.0, probs[:, 2] * 0.1)
+    thresholds = calibrate(probs, truth)
+    assert thresholds[2] == pytest.approx(0.98)  # F1 is 0 at every threshold: not the lowest, 0.02
+    assert 0.02 < thresholds[0] < 0.98  # the keys it did learn keep their best-F1 thresholds

@@ -171,7 +171,7 @@ def test_a_crew2_checkpoint_warm_starts_a_stacked_model_as_the_single_frame_one(
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes_per_class_and_drops_low_scores():
-    from detection.metrics import nms
+    from crew2.detection.metrics import nms
 
     # Decoded Detect output (B, 4 + classes, anchors): centre x, centre y, w, h, then class scores.
     boxes = [(50, 50, 20, 20), (51, 50, 20, 20), (150, 60, 30, 10), (52, 50, 20, 20), (100, 100, 10, 10)]

@@ -119,3 +119,27 @@ def test_a_window_that_closes_is_a_clear_error(xvfb):
         window.close()
     finally:
         dpy.close()
+
+
+def test_guard_takes_over_a_car_nobody_drives(xvfb, tmp_path):
+    """`crew2 sim --guard`: the keyboard drives; with nobody at it the car stands, and after 2 s the autopilot
+    takes the keys through XTest, as the person of a takeover benchmark, and drives it away."""
+    summary = tmp_path / "episodes.json"
+    env = {**os.environ, "DISPLAY": xvfb, "SDL_AUDIODRIVER": "dummy"}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "sim", "--guard", "--traffic", "0", "--obstacles", "0", "--seconds",
+         "6", "--fps", "20", "--width", "256", "--height", "144", "--json", str(summary)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    dpy = x11.open_display(xvfb)
+    try:
+        x11.focus(dpy, wait_for_window(dpy, WINDOW_TITLE, proc))
+        output, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, output
+        assert x11.KeyState(dpy, ["w", "a", "s", "d"]).read() == [False] * 4, "the guard let go of every key"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        dpy.close()
+    (episode,) = json.loads(summary.read_text())
+    assert episode["takeovers"] == 1 and episode["guarded_frames"] > 0 and episode["distance_m"] > 10, episode

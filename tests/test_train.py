@@ -106,7 +106,7 @@ def test_two_process_ddp_run_on_cpu(tiny_sessions, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "ddp"
     result = subprocess.run(
-        [torchrun, "--nproc-per-node", "2", "--master-port", "29517", str(ROOT / "cli.py"), "train",
+        [torchrun, "--nproc-per-node", "2", "--master-port", "29517", "-m", "crew2", "train",
          str(tiny_sessions[0]), str(tiny_sessions[1]), str(tiny_sessions[2]), "--val-fraction", "0.34", "--out",
          str(out), "--epochs", "1", "--max-steps", "6", "--batch", "16", "--workers", "0", "--device", "cpu",
          "--pretrained", "none"],

@@ -87,7 +87,7 @@ class CarRacingResult:
                 "ratio": {k: round(means[k] / means["expert"], 3) for k in self.crew2}, "rounds": self.rounds}
 
 
-CREW2 = [sys.executable, "-m", "cli"]  # this crew2's command line in a subprocess, as crew2.bench runs it
+CREW2 = [sys.executable, "-m", "crew2"]  # this crew2's command line in a subprocess, as crew2.bench runs it
 
 
 def ensure_game() -> None:
@@ -308,10 +308,11 @@ def takeover_round(cfg: CarRacingConfig, stage: Stage, r: int, model: Path, on_s
         session.close()
         if not frames:
             path.unlink()  # nothing to learn from
-        guarded = sum(t.get("guarded_frames", 0) for t in tracks)
+        frames_log = _lines(stage.logs / f"round{r}-guarded-frames.jsonl")  # what crew2 saw: who drove each frame
         summary.write_text(json.dumps({
-            "round": r, "tracks": len(tracks), "takeovers": sum(t.get("takeovers", 0) for t in tracks),
-            "expert_share": round(guarded / max(sum(t["frames"] for t in tracks), 1), 3),
+            "round": r, "tracks": len(tracks), "takeovers": max((e["takeovers"] for e in frames_log), default=0),
+            "person_share": round(sum(e["driver"] == "person" for e in frames_log) / max(len(frames_log), 1), 3),
+            "guard_takeovers": sum(t.get("takeovers", 0) for t in tracks),
             "correction_frames": frames, "correction_seconds": round(frames / cfg.fps, 1),
             "score": round(sum(t["score"] for t in tracks) / max(len(tracks), 1), 1)}))
     return json.loads(summary.read_text())

@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from crew2.io.person import Gate
+
 KEYS = ("up", "down", "left", "right")  # the arrow keys, as the game reads them (crew2 key names)
 ROLES = {"throttle": "up", "brake": "down", "left": "left", "right": "right"}
 
@@ -94,25 +96,14 @@ class Guard:
 
     def __init__(self, expert: Expert, fps: float, off_m: float = 4.5, off_rad: float = 0.7, settle_s: float = 0.5,
                  grace_s: float = 1.0):
-        self.expert, self.fps = expert, fps
-        self.off_m, self.off_rad, self.settle, self.grace = off_m, off_rad, round(settle_s * fps), round(grace_s * fps)
-        self.driving, self.steady, self.frames, self.takeovers, self.guarded = False, 0, 0, 0, 0
+        self.expert, self.off_m, self.off_rad, self.grace = expert, off_m, off_rad, round(grace_s * fps)
+        self.gate = Gate(round(settle_s * fps))
+        self.seen = 0  # frames of this track
 
     def keys(self, env) -> frozenset[str] | None:
         """The keys to hold this frame while the expert drives; None while crew2 does."""
-        self.frames += 1
+        self.seen += 1
         distance, off, speed = self.expert.where(env)
-        if not self.driving:
-            stuck = self.frames > self.grace and speed < 2.0
-            if distance > self.off_m or off > self.off_rad or stuck:
-                self.driving, self.steady = True, 0
-                self.takeovers += 1
-        else:
-            calm = distance < 0.5 * self.off_m and off < 0.3 and speed > 10.0
-            self.steady = self.steady + 1 if calm else 0
-            if self.steady >= self.settle:
-                self.driving = False
-        if not self.driving:
-            return None
-        self.guarded += 1
-        return self.expert.keys(env)
+        trouble = distance > self.off_m or off > self.off_rad or (self.seen > self.grace and speed < 2.0)
+        calm = distance < 0.5 * self.off_m and off < 0.3 and speed > 10.0
+        return self.expert.keys(env) if self.gate.update(trouble, calm) else None

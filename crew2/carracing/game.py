@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from crew2.carracing.expert import KEYS, Expert, Guard, action_of
+from crew2.io.person import XHands
 
 TITLE = "CarRacing-v3"  # the window's title: `crew2 record/drive --source window --window CarRacing`
 FPS = 50  # the game's own frame rate (Gymnasium's metadata)
@@ -33,32 +34,6 @@ def _pressed(pygame) -> frozenset[str]:
     state = pygame.key.get_pressed()
     codes = {"up": pygame.K_UP, "down": pygame.K_DOWN, "left": pygame.K_LEFT, "right": pygame.K_RIGHT}
     return frozenset(k for k, code in codes.items() if state[code])
-
-
-class XKeyboard:
-    """The expert's hands: arrow keys pressed and released through XTest, only when they change."""
-
-    def __init__(self):
-        from crew2 import x11
-
-        self.x11, self.dpy = x11, x11.open_display()
-        self.state = x11.KeyState(self.dpy, list(KEYS))
-        self.down: set[str] = set()
-
-    def hold(self, keys: frozenset[str], shared: bool = False) -> None:
-        """Hold `keys` and release the others this hand pressed. `shared`: someone else presses keys on this
-        keyboard too (crew2, guarded), and may have released one held here: press it again."""
-        up = {k for k, on in zip(KEYS, self.state.read(), strict=True) if not on} if shared else set()
-        for key in KEYS:
-            if key in keys and (key not in self.down or key in up):
-                self.x11.send_key(self.dpy, key, True)
-            elif key not in keys and key in self.down:
-                self.x11.send_key(self.dpy, key, False)
-        self.down = set(keys)
-
-    def close(self) -> None:
-        self.hold(frozenset())
-        self.dpy.close()
 
 
 def _focus_own_window(pygame) -> None:
@@ -86,7 +61,7 @@ def play(seeds: list[int], results: Path | None = None, expert: bool = False, wa
     signal.signal(signal.SIGTERM, lambda *_: quit_.set())
     signal.signal(signal.SIGINT, lambda *_: quit_.set())
     env = gym.make("CarRacing-v3", render_mode="human", max_episode_steps=frames)
-    hands = XKeyboard() if expert or guard else None
+    hands = XHands(KEYS) if expert or guard else None
     records: list[dict] = []
     deadline = None if minutes is None else time.monotonic() + 60 * minutes
     try:
@@ -104,7 +79,10 @@ def play(seeds: list[int], results: Path | None = None, expert: bool = False, wa
             started = time.monotonic()
             while not (done or quit_.is_set()) and (deadline is None or time.monotonic() < deadline):
                 if gate is not None:
-                    hands.hold(gate.keys(env.unwrapped) or frozenset(), shared=True)
+                    if (keys := gate.keys(env.unwrapped)) is not None:
+                        hands.take(keys)
+                    else:
+                        hands.hold(frozenset(), shared=True)
                 elif hands is not None:
                     hands.hold(driver.keys(env.unwrapped) if time.monotonic() - started >= start_delay
                                else frozenset())
@@ -115,7 +93,7 @@ def play(seeds: list[int], results: Path | None = None, expert: bool = False, wa
                       "of": len(game.track), "complete": bool(done),
                       "driver": "expert" if expert else "guarded" if guard else "keyboard"}
             if gate is not None:
-                record.update(takeovers=gate.takeovers, guarded_frames=gate.guarded)
+                record.update(takeovers=gate.gate.takeovers, guarded_frames=gate.gate.frames)
             records.append(record)
             if results is not None:
                 with open(results, "a") as f:

@@ -143,7 +143,8 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                 if realtime:
                     source.expect(pacer.next_tick)
                 now_s = clock() - start if realtime else stats.steps / fps
-                person = takeover is not None and takeover.update(now_s, sender.down)
+                in_front = focused() and not control.paused.is_set()  # else keys typed elsewhere are no takeover
+                person = takeover is not None and in_front and takeover.update(now_s, sender.down)
                 if person:
                     sender.release_all()  # the person drives from this frame on: nothing of the model's stays down
                 frame = as_frame(raw, info.size)
@@ -172,7 +173,7 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                                          motion)
                 want = {k: (by_role[role_of[k]] if k in role_of else bool(keys[i])) for i, k in enumerate(info.keys)}
                 timer.lap("fusion")
-                sent = not (dry_run or person) and focused() and not control.paused.is_set()
+                sent = in_front and not (dry_run or person)
                 if sent:
                     sender.apply(want)
                 else:

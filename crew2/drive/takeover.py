@@ -8,9 +8,11 @@ key that crew2 holds too (X11 and Windows report one state per key): a person wh
 holds it takes over with any other key of the profile.
 
 `Corrections` stores each takeover as a session marked as corrections (driver "correction"): every frame the
-person drove with their keys, and the `margin` seconds of frames before it with the keys they pressed first (they
-saw the trouble before their hands moved). Timestamps keep the gaps between takeovers, so each is its own stretch
-and a frame stack never reaches across two.
+person drove with their keys, and the `margin` seconds of frames before it with the keys they held first (they saw
+the trouble before their hands moved). The first keys are read in the frame after the takeover, once crew2's keys
+are up: in the takeover frame itself a key both held is not known to be the person's. Frames with no key at the end
+of a takeover (the wait before the hand-back) are left out: the person let go to give the car back, not to coast.
+Timestamps keep the gaps between takeovers, so each is its own stretch and a frame stack never reaches across two.
 """
 
 from __future__ import annotations
@@ -71,22 +73,44 @@ class Corrections:
         self.writer = BackgroundWriter(path, meta)
         self.keys = list(profile.keys)
         self.before: deque = deque(maxlen=max(0, round(margin * fps)))
+        self.first: list = []  # the margin and the takeover frame, until the person's first keys are known
+        self.idle: list = []  # the person's frames with no key since their last key
+        self.takeovers = 0  # the FrameLog count of the takeover under way
         self.frames = 0
 
-    def _write(self, frame: np.ndarray, pressed: list[str], t: float) -> None:
-        self.writer.submit(Sample(frame, np.array([k in pressed for k in self.keys], np.uint8), t, None, 0))
-        self.frames += 1
+    def _write(self, entry, pressed: list[str]) -> None:
+        sample = Sample(entry.frame, np.array([k in pressed for k in self.keys], np.uint8), entry.t, None, 0)
+        self.frames += self.writer.submit(sample)
+
+    def _flush_first(self, pressed: list[str]) -> None:
+        for earlier in self.first:
+            self._write(earlier, pressed)
+        self.first = []
 
     def __call__(self, entry) -> None:
         if entry.frame is None:
             return
         if entry.driver != "person":
+            if self.first:  # a takeover of one frame: its own keys are all there is
+                self._flush_first(self.first[-1].person)
+            self.idle = []  # the wait before the hand-back
             self.before.append(entry)
-            return
-        for earlier in self.before:  # the frames the person saw before their first key: labelled with it
-            self._write(earlier.frame, entry.person, earlier.t)
-        self.before.clear()
-        self._write(entry.frame, entry.person, entry.t)
+        elif entry.takeovers != self.takeovers:  # the first frame of a takeover
+            self.takeovers, self.idle = entry.takeovers, []
+            self.first = [*self.before, entry]
+            self.before.clear()
+        else:
+            if self.first:  # the frame after the takeover: crew2's keys are up, every key down is the person's
+                self._flush_first(entry.person)
+            if not entry.person:
+                self.idle.append(entry)
+                return
+            for waited in self.idle:  # a pause between two keys, not the end: part of the correction
+                self._write(waited, [])
+            self.idle = []
+            self._write(entry, entry.person)
 
     def close(self) -> None:
+        if self.first:
+            self._flush_first(self.first[-1].person)
         self.writer.close()

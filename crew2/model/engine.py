@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from crew2.detection.metrics import nms
 from crew2.errors import Crew2Error
 from crew2.model import checkpoint, engine_for
 from crew2.model.checkpoint import DetectorTraining
-from detection.metrics import nms
+from crew2.shipped import shipped
 
-# The default driver shipped in the repository's weights/ (its ONNX export sits next to it).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "crew2-sim-t.pt"
+# The default driver crew2 ships (its ONNX export sits next to it).
+DEFAULT_WEIGHTS = shipped("weights/crew2-sim-t.pt")
 
 
 @dataclass

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crew2.io.person import Gate, XHands
 from crew2.sim.autopilot import Autopilot
 from crew2.sim.env import SimEnv
-from crew2.sim.world import Metrics, SimConfig
+from crew2.sim.world import Metrics, SimConfig, World
 
 WINDOW_TITLE = "crew2 sim"
 HELP = "W/Up throttle  S/Down brake  A/Left D/Right steer  P pause  R restart  Esc quit"
@@ -23,9 +24,40 @@ HELP = "W/Up throttle  S/Down brake  A/Left D/Right steer  P pause  R restart  E
 class WindowOptions:
     seed: int = 0
     autopilot: bool = False
+    guard: bool = False  # the keyboard drives (crew2); the autopilot takes over in trouble, through XTest
     scale: int = 1
     seconds: float | None = None  # close by itself after this much wall time
     episodes: int | None = None  # close by itself after this many episodes
+
+
+class Guard:
+    """The autopilot as the person behind crew2 (HG-DAgger's gate): it takes the keys when the car is off the road,
+    has just hit something, closes on something ahead with under `ttc` seconds to go, or has stood `stand_s`, and
+    gives them back once the car has run `settle_s` in its lane with room ahead."""
+
+    KEYS = ("w", "s", "a", "d")  # throttle, brake, left, right: the order of the autopilot's roles
+
+    def __init__(self, fps: float, ttc: float = 1.0, stand_s: float = 2.0, settle_s: float = 1.0):
+        self.pilot = Autopilot(commit=False)
+        self.fps, self.ttc, self.stand = fps, ttc, round(stand_s * fps)
+        self.gate = Gate(round(settle_s * fps))
+        self.standing = 0
+
+    def keys(self, world: World) -> frozenset[str] | None:
+        """The keys to hold this frame while the autopilot drives; None while crew2 does."""
+        p, track = world.player, world.track
+        own = int(track.lane_of(p.d))
+        gap, lead_v = self.pilot._free_ahead(world, own)
+        closing = p.v - lead_v
+        self.standing = self.standing + 1 if p.v < 0.5 else 0
+        trouble = (world.offroad or world.events.crashed or self.standing > self.stand
+                   or (closing > 0 and gap < self.ttc * closing))
+        calm = (not world.offroad and p.v > 5.0 and gap > 2.0 * p.v + 10.0
+                and abs(p.d - float(track.lane_centre(own))) < 0.6)
+        roles = self.pilot.act(world)  # every frame: it keeps its own state
+        if not self.gate.update(trouble, calm):
+            return None
+        return frozenset(key for key, on in zip(self.KEYS, roles, strict=True) if on)
 
 
 def play(config: SimConfig, options: WindowOptions) -> list[dict[str, float]]:
@@ -36,6 +68,7 @@ def play(config: SimConfig, options: WindowOptions) -> list[dict[str, float]]:
 
     pygame.display.init()
     pygame.font.init()
+    hands = None
     try:
         size = (config.width * options.scale, config.height * options.scale)
         screen = pygame.display.set_mode(size)
@@ -48,6 +81,7 @@ def play(config: SimConfig, options: WindowOptions) -> list[dict[str, float]]:
         env, pilot = SimEnv(config), Autopilot()
         seed = options.seed
         env.reset(seed=seed)
+        hands, guard = (XHands(Guard.KEYS), Guard(config.fps)) if options.guard else (None, None)
         results: list[dict[str, float]] = []
         clock, start = pygame.time.Clock(), pygame.time.get_ticks()
         running, paused = True, False
@@ -59,45 +93,60 @@ def play(config: SimConfig, options: WindowOptions) -> list[dict[str, float]]:
                 elif event.type == pygame.KEYDOWN and event.key == pygame.K_p:
                     paused, roles = not paused, (False, False, False, False)
                 elif event.type == pygame.KEYDOWN and event.key == pygame.K_r:
-                    results.append({"seed": seed, **env.world.metrics.summary()})
+                    results.append(_summary(seed, env, guard))
                     env.reset(seed=seed)
                     pilot.reset()
             if not paused and running:
                 if options.autopilot:
                     roles = pilot.act(env.world)
                 else:
+                    if guard is not None:  # its keys reach the game as a person's: through the keyboard
+                        if (keys := guard.keys(env.world)) is not None:
+                            hands.take(keys)
+                        else:
+                            hands.hold(frozenset(), shared=True)
                     pressed = pygame.key.get_pressed()
                     roles = tuple(any(pressed[k] for k in keymap[r]) for r in ("throttle", "brake", "left", "right"))
                 _, _, terminated, truncated, _ = env.step(env.action_of(*roles))
                 if terminated or truncated:
-                    results.append({"seed": seed, **env.world.metrics.summary()})
+                    results.append(_summary(seed, env, guard))
                     seed += 1
                     env.reset(seed=seed)
                     pilot.reset()
+                    if guard is not None:
+                        guard = Guard(config.fps)
                     if options.episodes is not None and len(results) >= options.episodes:
                         running = False
             frame = pygame.surfarray.make_surface(np.ascontiguousarray(env.frame.image.swapaxes(0, 1)))
             if options.scale != 1:
                 frame = pygame.transform.scale(frame, size)
             screen.blit(frame, (0, 0))
-            _draw_hud(screen, font, env, roles, paused, options.autopilot)
+            _draw_hud(screen, font, env, roles, paused, "autopilot" if options.autopilot else
+                      "" if guard is None else "guard: AUTOPILOT DRIVES" if guard.gate.driving else "guard")
             pygame.display.flip()
             clock.tick(config.fps)
             if options.seconds is not None and pygame.time.get_ticks() - start > options.seconds * 1000:
                 running = False
         if env.world.metrics.time > 0 or not results:  # the episode under way
-            results.append({"seed": seed, **env.world.metrics.summary()})
+            results.append(_summary(seed, env, guard))
         return results
     finally:
+        if hands is not None:
+            hands.close()
         pygame.quit()
 
 
-def _draw_hud(screen, font, env: SimEnv, roles: tuple[bool, ...], paused: bool, autopilot: bool) -> None:
+def _summary(seed: int, env: SimEnv, guard: Guard | None) -> dict[str, float]:
+    guarded = {} if guard is None else {"takeovers": guard.gate.takeovers, "guarded_frames": guard.gate.frames}
+    return {"seed": seed, **env.world.metrics.summary(), **guarded}
+
+
+def _draw_hud(screen, font, env: SimEnv, roles: tuple[bool, ...], paused: bool, driver: str) -> None:
     m: Metrics = env.world.metrics
     lines = [f"{3.6 * env.world.player.v:5.0f} km/h", f"{m.distance / 1000:5.2f} km",
              f"crashes {m.collisions}", "  ".join(k if on else "." for k, on in zip("WSAD", roles, strict=True))]
-    if autopilot:
-        lines.append("autopilot")
+    if driver:
+        lines.append(driver)
     if paused:
         lines.append("PAUSED  " + HELP)
     y = 4

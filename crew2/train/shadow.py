@@ -14,10 +14,10 @@ import torch
 from crew2.data.loader import segments
 from crew2.data.session import NOT_ANNOTATED, Session
 from crew2.data.tools import overlay
+from crew2.detection.metrics import DetectionScore
 from crew2.errors import Crew2Error
 from crew2.model.engine import Engine, Prediction
 from crew2.train.metrics import confusion, key_metrics
-from detection.metrics import DetectionScore
 
 
 @dataclass

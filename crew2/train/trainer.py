@@ -23,6 +23,7 @@ from torch import nn
 
 from crew2.data.idle import IDLE_SECONDS
 from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, IMAGE, KEYS, LoaderConfig, SessionStream, collate
+from crew2.detection.metrics import DetectionScore, nms
 from crew2.errors import Crew2Error
 from crew2.keys import KeyProfile
 from crew2.model import checkpoint
@@ -31,7 +32,6 @@ from crew2.model.net import KEY_POOLS, SCALES, MultiTaskNet, load_pretrained
 from crew2.sim.world import CLASSES
 from crew2.train import report
 from crew2.train.metrics import calibrate, confusion, judge, key_metrics
-from detection.metrics import DetectionScore, nms
 
 log = logging.getLogger(__name__)
 MIN_STEPS = 3000  # default_epochs: the least training that a small data set gets
