@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
@@ -86,6 +87,27 @@ def print_episodes(results: list[dict[str, float]], title: str) -> None:
     mean = mean_summary(results)
     table.add_row("mean", *(str(mean[c]) for c in EPISODE_COLUMNS), style="bold")
     out.print(table)
+
+
+@contextmanager
+def frames_progress(what: str, paths: list[Path]):
+    """A progress bar over every frame of the sessions (rich, gone when done); yields advance(n=1)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from crew2.data.session import Session
+
+    total = 0
+    for p in paths:
+        try:
+            s = Session(p)
+        except Crew2Error:
+            continue  # a file that does not open: the job itself says so
+        total += len(s)
+        s.close()
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeRemainingColumn(),
+                  console=out, transient=True) as progress:
+        task = progress.add_task(what, total=total)
+        yield lambda n=1: progress.advance(task, n)
 
 
 def write_json(path: Path | None, payload: Any) -> None:
@@ -504,19 +526,27 @@ def annotate_review(
 @annotate_app.command("export")
 @user_errors
 def annotate_export(
-    sessions: Sessions,
     yolo: Annotated[Path, typer.Option(help="The YOLO dataset folder to write.")],
-    val: Annotated[float, typer.Option(help="Share of sessions for validation (split by session).")] = 0.2,
+    sessions: Annotated[list[Path] | None, typer.Argument(help="Session files or folders (or --split).")] = None,
+    split_file: Annotated[Path | None, typer.Option(
+        "--split", help="A split YAML from `crew2 data split`: its train and val sessions, as crew2 train uses "
+                        "them.")] = None,
+    val: Annotated[float, typer.Option(help="Without --split: share of sessions for validation.")] = 0.2,
     dataset: Dataset = None,
     seed: Annotated[int, typer.Option(help="Same seed, same split.")] = 0,
 ) -> None:
     """Annotated frames to images/ labels/ data.yaml: `yolo detect train data=DIR/data.yaml` works on it."""
-    from crew2.data.tools import session_paths, split
+    from crew2.data.tools import read_split, session_paths, split
     from crew2.detection.classes import load_spec
     from crew2.detection.yolo_io import export_yolo
 
-    paths = session_paths(sessions)
-    parts = split(paths, (1 - val, val, 0.0), seed) if len(paths) > 1 and val > 0 else {"train": paths, "val": []}
+    if split_file is not None:
+        parts = read_split(split_file)
+    elif not sessions:
+        raise Crew2Error("give session files or folders, or --split FILE")
+    else:
+        paths = session_paths(sessions)
+        parts = split(paths, (1 - val, val, 0.0), seed) if len(paths) > 1 and val > 0 else {"train": paths, "val": []}
     counts = export_yolo({"train": parts["train"], "val": parts["val"]}, yolo, load_spec(dataset).names)
     out.print(f"wrote {yolo}: " + ", ".join(f"{k} {v} images" for k, v in counts.items()))
 
@@ -572,17 +602,14 @@ def train(
     Under `torchrun --nproc-per-node N -m crew2 train ...` the same command trains with DDP."""
     import os
 
-    import yaml
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from crew2.data.tools import session_paths
+    from crew2.data.tools import read_split, session_paths
     from crew2.data.tools import split as split_sessions
 
     if split is not None:
-        if not split.is_file():
-            raise Crew2Error(f"{split}: no such split file")
-        parts = yaml.safe_load(split.read_text()) or {}
-        train_paths, val_paths = [Path(p) for p in parts.get("train", [])], [Path(p) for p in parts.get("val", [])]
+        parts = read_split(split)
+        train_paths, val_paths = parts["train"], parts["val"]
     else:
         if not sessions:
             raise Crew2Error("give session files or folders, or --split FILE")
@@ -610,11 +637,12 @@ def train(
 
     def on_step(s) -> None:
         done = (s.step - 1) % s.steps_per_epoch + 1
+        total = s.steps_per_epoch if max_steps is None else min(s.steps_per_epoch, max_steps - (s.step - done))
         info = (f"loss {s.losses['total']:.3f} (keys {s.losses['keys']:.3f}, det {s.losses['det']:.3f}) "
                 f"{s.samples_per_s:.0f} samples/s")
-        progress.update(task, completed=done, total=s.steps_per_epoch, epoch=s.epoch, info=info)
-        if not out.is_terminal and not quiet and done % max(1, s.steps_per_epoch // 10) == 0:
-            out.print(f"epoch {s.epoch}: step {done}/{s.steps_per_epoch}, {info}", highlight=False)  # logs: no bar
+        progress.update(task, completed=done, total=total, epoch=s.epoch, info=info)
+        if not out.is_terminal and not quiet and done % max(1, total // 10) == 0:
+            out.print(f"epoch {s.epoch}: step {done}/{total}, {info}", highlight=False)  # logs: no bar
 
     def on_epoch(e) -> None:
         v = e.val
@@ -670,8 +698,9 @@ def eval_(
     from crew2.data.tools import session_paths
     from crew2.train.shadow import shadow
 
-    with out.status("replaying sessions through the model…"):
-        result = shadow(model, session_paths(sessions), mp4, label_offset)
+    paths = session_paths(sessions)
+    with frames_progress("replaying sessions through the model", paths) as advance:
+        result = shadow(model, paths, mp4, label_offset, advance)
     m, keys = result.metrics, model.info.keys
     table = Table(title=f"{weights.name} on {result.frames} frames ({model.name} engine)")
     for col in ("key", "threshold", "precision", "recall", "F1", "pressed→missed", "released→pressed"):
@@ -732,10 +761,8 @@ def export(
 ) -> None:
     """Export a checkpoint to ONNX (both heads, decoded boxes) and check it against PyTorch."""
     engine_for(weights, "torch")  # before the imports, which take seconds
-    import numpy as np
-
     from crew2.model import checkpoint
-    from crew2.model.engine import export_onnx, load_engine
+    from crew2.model.engine import disagreement, export_onnx
 
     if slim is not None:
         checkpoint.slim(weights, slim)
@@ -743,11 +770,7 @@ def export(
         weights = slim
     out_path = out_path or weights.with_suffix(".onnx")
     export_onnx(weights, out_path)
-    torch_engine, onnx_engine = load_engine(weights, "torch"), load_engine(out_path, "onnx")
-    w, h = torch_engine.info.size
-    frames = np.random.default_rng(0).integers(0, 256, (2, h, w, 3 * torch_engine.info.frames), dtype=np.uint8)
-    diff = max(float(np.abs(a.key_probs - b.key_probs).max())
-               for a, b in zip(torch_engine(frames), onnx_engine(frames), strict=True))
+    diff = disagreement(weights, out_path)
     out.print(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB); key probabilities agree with PyTorch "
               f"to {diff:.1e}")
 
@@ -816,7 +839,7 @@ def drive(
         out.print(f"you took over {s.takeovers} time(s) and drove {s.person_steps} frames "
                   f"({s.person_steps / max(s.steps, 1):.0%})", highlight=False)
     if result.sim is not None:
-        out.print(", ".join(f"{k} {v}" for k, v in result.sim.items()), soft_wrap=True)
+        print_episodes([{"seed": seed, **result.sim}], f"{weights.name} on the simulator, seed {seed}")
     for path in (record, mp4, corrections):
         if path is not None:
             out.print(f"wrote {path}")
@@ -930,8 +953,10 @@ def data_validate(sessions: Sessions) -> None:
     from crew2.data.tools import session_paths, validate
 
     bad = 0
-    for p in session_paths(sessions):
-        problems = validate(p)
+    paths = session_paths(sessions)
+    with frames_progress("checking", paths) as advance:
+        checked = [(p, validate(p, advance)) for p in paths]
+    for p, problems in checked:
         bad += bool(problems)
         out.print(f"[green]ok[/green]   {p}" if not problems else f"[red]bad[/red]  {p}: " + "; ".join(problems),
                   highlight=False, soft_wrap=True)
@@ -948,16 +973,18 @@ def data_split(
     test: Annotated[float, typer.Option(help="Share of frames for testing.")] = 0.15,
     seed: Annotated[int, typer.Option(help="Same seed, same split.")] = 0,
 ) -> None:
-    """Split sessions into train/val/test by session (never by frame), reproducibly; write a YAML list."""
-    import yaml
+    """Split sessions into train/val/test by session (never by frame), reproducibly; write a YAML list (paths
+    relative to it) that `crew2 train --split` and `crew2 annotate export --split` read."""
+    from crew2.data.tools import session_paths, share_warning, shares, split, write_split
 
-    from crew2.data.session import Session
-    from crew2.data.tools import session_paths, split
-
-    parts = split(session_paths(sessions), (1 - val - test, val, test), seed)
-    out_path.write_text(yaml.safe_dump({name: [str(p) for p in ps] for name, ps in parts.items()}, sort_keys=False))
+    fractions = (1 - val - test, val, test)
+    parts = split(session_paths(sessions), fractions, seed)
+    write_split(parts, out_path)
+    got = shares(parts)
     for name, ps in parts.items():
-        out.print(f"{name:5s} {len(ps):3d} session(s), {sum(len(Session(p)) for p in ps)} frames")
+        out.print(f"{name:5s} {len(ps):3d} session(s), {got[name]:.0%} of the frames")
+    if warning := share_warning(parts, fractions):
+        out.print(f"[yellow]{warning}[/]", highlight=False)
     out.print(f"wrote {out_path}")
 
 
@@ -985,7 +1012,8 @@ def data_view(
     if scale < 1:
         raise Crew2Error(f"--scale must be 1 or more, not {scale}")
     if mp4 is not None:
-        n = write_mp4(session, mp4, scale)
+        with frames_progress(f"writing {mp4}", [session]) as advance:
+            n = write_mp4(session, mp4, scale, advance)
         out.print(f"wrote {mp4}: {n} frames")
     else:
         play(session, scale)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from crew2.data.session import Session, SessionMeta, SessionWriter, encode
-from crew2.data.tools import key_combinations, merge, split, validate, write_mp4
+from crew2.data.tools import key_combinations, merge, read_split, split, validate, write_mp4
 from crew2.errors import Crew2Error
 from crew2.keys import default_profile
 
@@ -63,13 +63,22 @@ def test_corrections_always_train(tmp_path):
         split(paths[:1] + fixes, (0.5, 0.5, 0.0), seed=0)
 
 
-def test_split_cli_writes_yaml(tmp_path):
+def test_split_cli_writes_yaml_that_works_from_anywhere(tmp_path, monkeypatch):
     for i in range(4):
         make_session(tmp_path / "sessions" / f"s{i}.h5", 30)
-    result = cli("data", "split", str(tmp_path / "sessions"), "--out", str(tmp_path / "split.yaml"))
+    out = tmp_path / "datasets" / "mine.yaml"  # a folder that does not exist yet
+    result = cli("data", "split", str(tmp_path / "sessions"), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    parts = yaml.safe_load((tmp_path / "split.yaml").read_text())
+    parts = yaml.safe_load(out.read_text())
     assert sum(len(v) for v in parts.values()) == 4 and set(parts) == {"train", "val", "test"}
+    assert all(p.startswith("../sessions/") for ps in parts.values() for p in ps), "relative to the split file"
+    assert "WARNING: sessions split whole give" in result.stdout  # 4 equal sessions cannot give 70/15/15
+    monkeypatch.chdir(tmp_path / "sessions")  # read from another working directory
+    read = read_split(Path("../datasets/mine.yaml"))
+    assert sorted(p.resolve() for ps in read.values() for p in ps) == sorted((tmp_path / "sessions").glob("*.h5"))
+    (tmp_path / "sessions" / "s0.h5").unlink()
+    with pytest.raises(Crew2Error, match=r"1 session\(s\) not found"):
+        read_split(Path("../datasets/mine.yaml"))
 
 
 def test_key_combinations_count_frames(tmp_path):

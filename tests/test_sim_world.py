@@ -222,3 +222,13 @@ def test_bad_config_is_a_clear_error(kwargs):
 def test_dataset_yaml_lists_the_sim_classes():
     names = yaml.safe_load((ROOT / "datasets" / "sim.yaml").read_text())["names"]
     assert [names[i] for i in range(len(names))] == list(CLASSES)
+
+
+def test_the_mean_of_episodes_is_a_mean_collisions_included():
+    from crew2.sim.episodes import mean_summary
+
+    eps = [{"distance_m": 1000.0, "time_s": 60.0, "collisions": 1, "offroad_s": 0.0, "score": 10.0},
+           {"distance_m": 3000.0, "time_s": 120.0, "collisions": 3, "offroad_s": 2.0, "score": 30.0}]
+    mean = mean_summary(eps)
+    assert mean["collisions"] == 2 and mean["collisions_per_km"] == 1.0 and mean["distance_m"] == 2000.0
+    assert mean["avg_speed_kmh"] == 80.0 and mean["offroad_s"] == 1.0 and mean["episodes"] == 2

@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import pytest
 import torch
+import yaml
 
 from crew2.data.session import BOX_SOURCE, NOT_ANNOTATED
 from crew2.errors import Crew2Error
@@ -59,6 +60,10 @@ def test_short_training_learns_keys_and_obstacles(tiny_sessions, tmp_path):
     ckpt = checkpoint.load(tmp_path / "run" / "best.pt")
     assert ckpt["keys"] == ["w", "a", "s", "d"] and len(ckpt["thresholds"]) == 4
     assert ckpt["class_names"] == ["car", "truck", "cone", "barrier"] and ckpt["size"] == [64, 36]
+    assert set(ckpt) <= set(checkpoint.INFERENCE), "best.pt drives and starts runs: no optimizer state"
+    assert {"optimizer", "raw_model", "rng"} <= set(checkpoint.load(tmp_path / "run" / "last.pt")), "last.pt resumes"
+    args = yaml.safe_load((tmp_path / "run" / "args.yaml").read_text())
+    assert args["epochs"] == 8 and args["batch"] == 32 and args["train"] == [str(p) for p in tiny_sessions[:2]]
     # Every sim frame carries its ground truth: the obstacle head stepped on every frame of every batch (32 a
     # step, bar the last of an epoch's pass over the data).
     epoch = next(h for h in result.history if h["epoch"] == ckpt["epoch"])
@@ -117,6 +122,7 @@ def test_two_process_ddp_run_on_cpu(tiny_sessions, tmp_path):
     assert ckpt["detector"]["annotated_frames"] == 6 * 16 * 2, "both ranks' annotated frames are counted"
     steps = [line.split(",")[0] for line in result.stdout.splitlines() if line.startswith("epoch 0: step ")]
     assert steps and len(steps) == len(set(steps)), "a log (no terminal) gets progress lines, from rank 0 only"
+    assert all(s.endswith("/6") for s in steps), f"the total honours --max-steps: {steps}"
     assert any(re.match(r"epoch 0: keys F1 .*, mAP50-95 \d\.\d{3}", line) for line in result.stdout.splitlines()), \
         "an epoch's results are one line in a log, not wrapped at 80 columns"
     best = checkpoint.load(out / "best.pt")

@@ -6,11 +6,13 @@ import os
 import random
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
 from crew2.data.idle import IDLE_SECONDS, idle_runs, run_seconds
 from crew2.data.session import BOX_SOURCE, FRAMES, KEYS, NOT_ANNOTATED, PER_FRAME, REVIEWED, Session, SessionWriter
@@ -159,8 +161,9 @@ def plot_combinations(counts: Counter, png: Path, title: str = "key combinations
     plt.close(fig)
 
 
-def validate(path: Path) -> list[str]:
-    """Every problem found in a session, as sentences; empty when the file is sound. Decodes every frame."""
+def validate(path: Path, on_frame: Callable[[], None] | None = None) -> list[str]:
+    """Every problem found in a session, as sentences; empty when the file is sound. Decodes every frame
+    (`on_frame` after each: progress)."""
     try:
         s = Session(path)
     except Crew2Error as e:
@@ -192,6 +195,8 @@ def validate(path: Path) -> list[str]:
                 problems.append(f"frame {i} has a box outside the frame")
             if len(b) and s.meta.class_names and ((b[:, 4] < 0) | (b[:, 4] >= len(s.meta.class_names))).any():
                 problems.append(f"frame {i} has a box of an unknown class")
+            if on_frame is not None:
+                on_frame()
         if bad_frames:
             problems.append(f"{len(bad_frames)} frame(s) do not decode to {s.meta.width}x{s.meta.height}, "
                             f"first at {bad_frames[0]}")
@@ -231,6 +236,64 @@ def split(paths: list[Path], fractions: tuple[float, float, float], seed: int) -
         filled[name] += frames[p]
     result["train"] += corrections
     return result
+
+
+def shares(parts: dict[str, list[Path]]) -> dict[str, float]:
+    """Each split's share of the frames."""
+    frames = {name: sum(_frames(p) for p in ps) for name, ps in parts.items()}
+    total = max(sum(frames.values()), 1)
+    return {name: n / total for name, n in frames.items()}
+
+
+def _frames(path: Path) -> int:
+    s = Session(path)
+    try:
+        return len(s)
+    finally:
+        s.close()
+
+
+def share_warning(parts: dict[str, list[Path]], fractions: tuple[float, float, float]) -> str | None:
+    """A line when the whole sessions could not come near the asked shares (three sessions for 70/15/15 give
+    something like 40/27/33): more, shorter sessions split closer."""
+    got = shares(parts)
+    asked = dict(zip(SPLITS, fractions, strict=True))
+    if all(abs(got.get(name, 0.0) - asked[name]) <= 0.1 for name in SPLITS):
+        return None
+    pair = lambda d: "/".join(f"{100 * d.get(n, 0.0):.0f}" for n in SPLITS)  # noqa: E731
+    return (f"WARNING: sessions split whole give {pair(got)}% of the frames to train/val/test, not the asked "
+            f"{pair(asked)}%: record more, shorter sessions for a closer split")
+
+
+def write_split(parts: dict[str, list[Path]], path: Path) -> None:
+    """The split as YAML at `path` (its folder is created), session paths relative to that folder, so the file
+    works from any working directory and moves with its sessions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    here = path.parent.resolve()
+    rel = lambda p: os.path.relpath(Path(p).resolve(), here)  # noqa: E731
+    path.write_text(yaml.safe_dump({name: [rel(p) for p in ps] for name, ps in parts.items()}, sort_keys=False))
+
+
+def read_split(path: Path) -> dict[str, list[Path]]:
+    """A split file from `write_split` (or by hand): relative paths are read against the file's folder; every
+    session must exist."""
+    if not path.is_file():
+        raise Crew2Error(f"{path}: no such split file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise Crew2Error(f"{path}: not a split file: {e}") from None
+    if not isinstance(data, dict) or not set(data) <= set(SPLITS):
+        raise Crew2Error(f"{path}: not a split file (it lists sessions under {', '.join(SPLITS)})")
+    def resolve(p: str) -> Path:  # against the file's folder; a file written before that: the working directory
+        here = path.parent / p
+        return here if here.is_file() or not Path(p).is_file() else Path(p)
+
+    parts = {name: [resolve(str(p)) for p in data.get(name) or []] for name in SPLITS}
+    missing = [str(p) for ps in parts.values() for p in ps if not p.is_file()]
+    if missing:
+        raise Crew2Error(f"{path}: {len(missing)} session(s) not found, first {missing[0]}")
+    return parts
 
 
 def merge(paths: list[Path], out: Path) -> int:
@@ -277,8 +340,9 @@ def overlay(frame: np.ndarray, keys: list[str], vector: np.ndarray, boxes: np.nd
     return img
 
 
-def write_mp4(path: Path, out: Path, scale: int = 3) -> int:
-    """The session as a video with keys and boxes drawn; returns the number of frames written."""
+def write_mp4(path: Path, out: Path, scale: int = 3, on_frame: Callable[[], None] | None = None) -> int:
+    """The session as a video with keys and boxes drawn; returns the number of frames written (`on_frame` after
+    each: progress)."""
     s = Session(path)
     meta = s.meta
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), meta.fps,
@@ -289,6 +353,8 @@ def write_mp4(path: Path, out: Path, scale: int = 3) -> int:
         keys = s.keys()
         for i in range(len(s)):
             writer.write(overlay(s.frame(i), meta.keys, keys[i], s.boxes(i), meta.class_names, scale))
+            if on_frame is not None:
+                on_frame()
     finally:
         writer.release()
         s.close()

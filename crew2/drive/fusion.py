@@ -202,6 +202,35 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
            state: FusionState, now: float, rules: Rules, motion: float | None) -> tuple[dict[str, bool], list[Hit]]:
     """The rules for what is ahead, and for standing still."""
     width, height = size
+    _note_motion(state, now, motion, rules)
+    boxes = _obstacles(detections, class_names, rules)
+    tracks = update_tracks(state, boxes, now, rules.ttc_window)
+    _note_beside(state, boxes, width, height, now, rules)
+    threat, ttc_min, close, ahead = _threat(boxes, tracks, width, height, rules)
+    numbers = {} if threat is None else {"ttc_s": round(float(ttc_min), 2), "height": round(
+        float((threat[3] - threat[1]) / height), 3), "x": round(float((threat[0] + threat[2]) / 2 / width), 3)}
+
+    if state.escape is not None and state.escape[0] >= now:
+        return _go_around(dict(roles), state.escape[1], numbers)
+    state.escape = None
+    out, hits = _brake_or_lift(dict(roles), state, threat, ttc_min, close, boxes, size, now, rules, numbers)
+    # Stuck: the car has stood still for `stuck` seconds (the picture does not move) and nothing is coming
+    # closer. It stands at an obstacle it braked for, or the network, which has never seen its car stand still
+    # (one frame does not show speed), does not pull away: drive on, around it.
+    stood = 0.0 if state.still_since is None else now - state.still_since
+    if 0 < rules.stuck <= stood and ttc_min > STILL_TTC:
+        side = _way_around(roles, state, ahead, boxes, size, now, rules)
+        if side is None and ahead is not None:  # boxed in with something ahead: straight on is a crash, wait
+            return out, hits
+        state.escape, state.still_since = (now + rules.escape, side), None
+        state.motion.clear()
+        state.until.clear()
+        return _go_around(dict(roles), side, numbers)
+    return out, hits
+
+
+def _note_motion(state: FusionState, now: float, motion: float | None, rules: Rules) -> None:
+    """Keep the last MOTION_WINDOW s of the picture's motion; the car stands while its median is under `still`."""
     state.motion = [(t, m) for t, m in state.motion if now - t < MOTION_WINDOW]  # unknown motion: none
     if motion is not None:
         state.motion.append((now, motion))
@@ -210,20 +239,31 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
         state.still_since = None
     elif state.still_since is None:
         state.still_since = now
+
+
+def _obstacles(detections: np.ndarray, class_names: list[str], rules: Rules) -> np.ndarray:
+    """The boxes the rules act on: sure enough, and of a class they care about."""
     keep = [i for i, d in enumerate(detections) if d[4] >= rules.min_score
             and int(d[5]) < len(class_names) and class_names[int(d[5])] in rules.classes]
-    boxes = detections[keep] if len(keep) else np.zeros((0, 6), np.float32)
-    tracks = update_tracks(state, boxes, now, rules.ttc_window)
-    out, hits = dict(roles), []
-    for box in boxes:  # tall and cut by the frame's side: beside us now, and for `beside` s after it leaves
+    return detections[keep] if len(keep) else np.zeros((0, 6), np.float32)
+
+
+def _note_beside(state: FusionState, boxes: np.ndarray, width: int, height: int, now: float, rules: Rules) -> None:
+    """Tall and cut by the frame's side: beside us now, and for `beside` s after it leaves."""
+    for box in boxes:
         if (box[3] - box[1]) / height >= rules.close_height:
             state.beside.update({side: now + rules.beside for side in _cut_sides(box, width)})
 
+
+def _threat(boxes: np.ndarray, tracks: list[Track], width: int, height: int,
+            rules: Rules) -> tuple[np.ndarray | None, float, bool, np.ndarray | None]:
+    """Among the boxes in the corridor: the threat (shortest time-to-contact, or the first close one), that time,
+    whether one is close, and the closest box on the road (the lowest bottom edge)."""
     threat, ttc_min, close, ahead = None, np.inf, False, None
     for box, track in zip(boxes, tracks, strict=True):
         if not in_corridor(box, width, height, rules):
             continue
-        if ahead is None or box[3] > ahead[3]:  # the lowest bottom edge: the closest on the road
+        if ahead is None or box[3] > ahead[3]:
             ahead = box
         tall = (box[3] - box[1]) / height
         ttc = track.height / track.growth if track.growth > 1e-6 and tall >= rules.min_height else np.inf
@@ -231,19 +271,21 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
         is_close = tall >= rules.close_height and len(track.history) >= 2 and track.growth >= 0
         if ttc < ttc_min or (is_close and not close):
             threat, ttc_min, close = box, ttc, close or is_close
-    numbers = {} if threat is None else {"ttc_s": round(float(ttc_min), 2), "height": round(
-        float((threat[3] - threat[1]) / height), 3), "x": round(float((threat[0] + threat[2]) / 2 / width), 3)}
+    return threat, ttc_min, close, ahead
 
-    if state.escape is not None and state.escape[0] >= now:
-        return _go_around(out, state.escape[1], numbers)
-    state.escape = None
+
+def _brake_or_lift(out: dict[str, bool], state: FusionState, threat: np.ndarray | None, ttc_min: float,
+                   close: bool, boxes: np.ndarray, size: tuple[int, int], now: float, rules: Rules,
+                   numbers: dict) -> tuple[dict[str, bool], list[Hit]]:
+    """Brake (steering to the free side) for a threat that is close or due soon, lift for one due later; each
+    override holds `hold` s."""
     if threat is not None and (ttc_min < rules.ttc_brake or close):
         state.until["brake"] = now + rules.hold
         if rules.steer_around:
-            state.steer = _free_side(threat, boxes, width, height, rules) or state.steer
+            state.steer = _free_side(threat, boxes, *size, rules) or state.steer
     elif threat is not None and ttc_min < rules.ttc_lift:
         state.until["lift"] = now + rules.hold
-
+    hits: list[Hit] = []
     if state.until.get("brake", -np.inf) >= now:
         out["throttle"], out["brake"] = False, True
         hits.append(Hit("brake_for_obstacle", "release throttle, press brake", numbers))
@@ -255,28 +297,23 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
         if state.until.get("lift", -np.inf) >= now:
             out["throttle"] = False
             hits.append(Hit("lift_for_obstacle", "release throttle", numbers))
-
-    # Stuck: the car has stood still for `stuck` seconds (the picture does not move) and nothing is coming
-    # closer. It stands at an obstacle it braked for, or the network, which has never seen its car stand still
-    # (one frame does not show speed), does not pull away: drive on, around it.
-    stood = 0.0 if state.still_since is None else now - state.still_since
-    if 0 < rules.stuck <= stood and ttc_min > STILL_TTC:
-        # What we stand at is the closest box ahead: standing, nothing grows, so no time-to-contact names it.
-        side = "left" if roles["left"] else "right" if roles["right"] else None
-        if side is None and ahead is not None:  # away from it: to its free side, else the wider one
-            side = _free_side(ahead, boxes, width, height, rules) or (
-                "left" if (ahead[0] + ahead[2]) / 2 > width / 2 else "right")
-        beside = _beside(state, now)
-        if side in beside:  # not into a vehicle beside us: the other way, if free
-            other = "right" if side == "left" else "left"
-            side = other if other not in beside else None
-        if side is None and ahead is not None:  # boxed in with something ahead: straight on is a crash, wait
-            return out, hits
-        state.escape, state.still_since = (now + rules.escape, side), None
-        state.motion.clear()
-        state.until.clear()
-        return _go_around(dict(roles), side, numbers)
     return out, hits
+
+
+def _way_around(roles: dict[str, bool], state: FusionState, ahead: np.ndarray | None, boxes: np.ndarray,
+                size: tuple[int, int], now: float, rules: Rules) -> str | None:
+    """Which way to drive around what the car stands at: the network's, else away from the closest box ahead to
+    its free side, else the wider one; never into a vehicle beside us (None: no free way)."""
+    width, height = size
+    side = "left" if roles["left"] else "right" if roles["right"] else None
+    if side is None and ahead is not None:  # what we stand at: standing, nothing grows, no time-to-contact names it
+        side = _free_side(ahead, boxes, width, height, rules) or (
+            "left" if (ahead[0] + ahead[2]) / 2 > width / 2 else "right")
+    beside = _beside(state, now)
+    if side in beside:  # not into a vehicle beside us: the other way, if free
+        other = "right" if side == "left" else "left"
+        side = other if other not in beside else None
+    return side
 
 
 def _go_around(out: dict[str, bool], side: str | None, numbers: dict) -> tuple[dict[str, bool], list[Hit]]:

@@ -89,7 +89,7 @@ class ShowWindow:
         self.keys, self.thresholds, self.class_names, self.rules = keys, thresholds, class_names, rules
         self.on_pause, self.on_stop = on_pause, on_stop
         self.period, self.last = 1.0 / max_hz, -np.inf
-        cv2.namedWindow(self.TITLE, cv2.WINDOW_AUTOSIZE)
+        cv2.namedWindow(self.TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar: just the frames
 
     def __call__(self, entry: FrameLog, now: float) -> None:
         if now - self.last < self.period or entry.frame is None:

@@ -168,3 +168,13 @@ def load_engine(path: str | Path, engine: str = "auto", keys: list[str] | None =
     checkpoint.check_compatible({"keys": result.info.keys, "class_names": result.info.class_names}, keys,
                                 class_names)
     return result
+
+
+def disagreement(weights: Path, onnx_path: Path) -> float:
+    """The largest difference between the key probabilities of a checkpoint and of its ONNX export, on random
+    frames: what `crew2 export` checks before it says the export is good."""
+    torch_engine, onnx_engine = load_engine(weights, "torch"), load_engine(onnx_path, "onnx")
+    w, h = torch_engine.info.size
+    frames = np.random.default_rng(0).integers(0, 256, (2, h, w, 3 * torch_engine.info.frames), dtype=np.uint8)
+    return max(float(np.abs(a.key_probs - b.key_probs).max())
+               for a, b in zip(torch_engine(frames), onnx_engine(frames), strict=True))

@@ -29,13 +29,14 @@ def run_autopilot(config: SimConfig, seeds: Iterable[int], noise: float = 0.0,
 
 
 def mean_summary(results: list[dict[str, float]]) -> dict[str, float]:
-    """Averages over episodes; collisions per km over the total distance, not a mean of ratios."""
+    """Averages over episodes (collisions too: a mean row that summed them read as one bad episode); collisions
+    per km over the total distance, not a mean of ratios."""
     n = max(len(results), 1)
     distance = sum(r["distance_m"] for r in results)
     collisions = sum(r["collisions"] for r in results)
     time = sum(r["time_s"] for r in results)
     return {"episodes": len(results), "distance_m": round(distance / n, 1),
-            "avg_speed_kmh": round(3.6 * distance / max(time, 1e-9), 1), "collisions": collisions,
+            "avg_speed_kmh": round(3.6 * distance / max(time, 1e-9), 1), "collisions": round(collisions / n, 2),
             "collisions_per_km": round(collisions / max(distance / 1000, 1e-9), 3),
             "offroad_s": round(sum(r["offroad_s"] for r in results) / n, 2),
             "score": round(sum(r["score"] for r in results) / n, 1)}

@@ -37,11 +37,24 @@ class Guard:
 
     KEYS = ("w", "s", "a", "d")  # throttle, brake, left, right: the order of the autopilot's roles
 
-    def __init__(self, fps: float, ttc: float = 1.0, stand_s: float = 2.0, settle_s: float = 1.0):
+    def __init__(self, fps: float, hands: XHands | None = None, ttc: float = 1.0, stand_s: float = 2.0,
+                 settle_s: float = 1.0):
+        self.hands, self.ttc, self.stand, self.settle = hands, ttc, round(stand_s * fps), round(settle_s * fps)
+        self.reset()
+
+    def reset(self) -> None:
+        """A new episode."""
         self.pilot = Autopilot(commit=False)
-        self.fps, self.ttc, self.stand = fps, ttc, round(stand_s * fps)
-        self.gate = Gate(round(settle_s * fps))
+        self.gate = Gate(self.settle)
         self.standing = 0
+
+    def act(self, world: World) -> None:
+        """This frame: take the keys through the hands, or leave them to crew2."""
+        keys = self.keys(world)
+        if keys is not None:
+            self.hands.take(keys)
+        else:
+            self.hands.hold(frozenset(), shared=True)
 
     def keys(self, world: World) -> frozenset[str] | None:
         """The keys to hold this frame while the autopilot drives; None while crew2 does."""
@@ -81,30 +94,28 @@ def play(config: SimConfig, options: WindowOptions) -> list[dict[str, float]]:
         env, pilot = SimEnv(config), Autopilot()
         seed = options.seed
         env.reset(seed=seed)
-        hands, guard = (XHands(Guard.KEYS), Guard(config.fps)) if options.guard else (None, None)
+        hands = XHands(Guard.KEYS) if options.guard else None
+        guard = Guard(config.fps, hands) if options.guard else None
         results: list[dict[str, float]] = []
         clock, start = pygame.time.Clock(), pygame.time.get_ticks()
         running, paused = True, False
         roles = (False, False, False, False)
         while running:
-            for event in pygame.event.get():
-                if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE):
-                    running = False
-                elif event.type == pygame.KEYDOWN and event.key == pygame.K_p:
-                    paused, roles = not paused, (False, False, False, False)
-                elif event.type == pygame.KEYDOWN and event.key == pygame.K_r:
-                    results.append(_summary(seed, env, guard))
-                    env.reset(seed=seed)
-                    pilot.reset()
+            quit_, pause, restart = _events(pygame)
+            running = running and not quit_
+            if pause:
+                paused, roles = not paused, (False, False, False, False)
+            if restart:
+                results.append(_summary(seed, env, guard))
+                env.reset(seed=seed)
+                for driver in (pilot, guard or pilot):
+                    driver.reset()
             if not paused and running:
                 if options.autopilot:
                     roles = pilot.act(env.world)
                 else:
                     if guard is not None:  # its keys reach the game as a person's: through the keyboard
-                        if (keys := guard.keys(env.world)) is not None:
-                            hands.take(keys)
-                        else:
-                            hands.hold(frozenset(), shared=True)
+                        guard.act(env.world)
                     pressed = pygame.key.get_pressed()
                     roles = tuple(any(pressed[k] for k in keymap[r]) for r in ("throttle", "brake", "left", "right"))
                 _, _, terminated, truncated, _ = env.step(env.action_of(*roles))
@@ -112,17 +123,15 @@ def play(config: SimConfig, options: WindowOptions) -> list[dict[str, float]]:
                     results.append(_summary(seed, env, guard))
                     seed += 1
                     env.reset(seed=seed)
-                    pilot.reset()
-                    if guard is not None:
-                        guard = Guard(config.fps)
+                    for driver in (pilot, guard or pilot):
+                        driver.reset()
                     if options.episodes is not None and len(results) >= options.episodes:
                         running = False
             frame = pygame.surfarray.make_surface(np.ascontiguousarray(env.frame.image.swapaxes(0, 1)))
             if options.scale != 1:
                 frame = pygame.transform.scale(frame, size)
             screen.blit(frame, (0, 0))
-            _draw_hud(screen, font, env, roles, paused, "autopilot" if options.autopilot else
-                      "" if guard is None else "guard: AUTOPILOT DRIVES" if guard.gate.driving else "guard")
+            _draw_hud(screen, font, env, roles, paused, _driver(options, guard))
             pygame.display.flip()
             clock.tick(config.fps)
             if options.seconds is not None and pygame.time.get_ticks() - start > options.seconds * 1000:
@@ -134,6 +143,23 @@ def play(config: SimConfig, options: WindowOptions) -> list[dict[str, float]]:
         if hands is not None:
             hands.close()
         pygame.quit()
+
+
+def _events(pygame) -> tuple[bool, bool, bool]:
+    """The window's own keys since the last frame: quit (Esc, closing it), pause (P), restart (R)."""
+    quit_ = pause = restart = False
+    for event in pygame.event.get():
+        quit_ = quit_ or event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE)
+        pause ^= event.type == pygame.KEYDOWN and event.key == pygame.K_p
+        restart = restart or (event.type == pygame.KEYDOWN and event.key == pygame.K_r)
+    return quit_, pause, restart
+
+
+def _driver(options: WindowOptions, guard: Guard | None) -> str:
+    """Who drives, for the HUD ("" the person at the keyboard)."""
+    if options.autopilot:
+        return "autopilot"
+    return "" if guard is None else "guard: AUTOPILOT DRIVES" if guard.gate.driving else "guard"
 
 
 def _summary(seed: int, env: SimEnv, guard: Guard | None) -> dict[str, float]:

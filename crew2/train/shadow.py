@@ -3,7 +3,7 @@ have pressed with what the human pressed, frame by frame, and its boxes with the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +46,9 @@ def replay(session: Session, stack: int, batch: int = 32) -> Iterator[tuple[np.n
         yield np.array(idx), np.stack(inputs)
 
 
-def shadow(engine: Engine, paths: list[Path], mp4: Path | None = None, label_offset: int = 0) -> ShadowResult:
+def shadow(engine: Engine, paths: list[Path], mp4: Path | None = None, label_offset: int = 0,
+           on_frames: Callable[[int], None] | None = None) -> ShadowResult:
+    """Replay the sessions through the model (`on_frames(n)` after each batch of n frames: progress)."""
     info = engine.info
     thresholds = np.array(info.thresholds)
     probs, labels = [], []
@@ -63,6 +65,8 @@ def shadow(engine: Engine, paths: list[Path], mp4: Path | None = None, label_off
             keys, sources = s.keys(), s.box_sources()
             for idx, inputs in replay(s, info.frames):
                 preds = engine(inputs)
+                if on_frames is not None:
+                    on_frames(len(idx))
                 for j, (i, pred) in enumerate(zip(idx, preds, strict=True)):
                     if i + label_offset >= len(s):
                         continue

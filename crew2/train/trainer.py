@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 from crew2.data.idle import IDLE_SECONDS
@@ -228,6 +229,8 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
         out.mkdir(parents=True, exist_ok=True)
         if (out / "last.pt").exists():
             raise Crew2Error(f"{out} holds a training run already: --resume it, or choose another --out")
+        # The run's settings, as Ultralytics keeps its args.yaml: what made these weights, readable without torch.
+        (out / "args.yaml").write_text(yaml.safe_dump({**_plain(asdict(cfg)), "epochs": epochs}, sort_keys=False))
 
     loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch, num_workers=cfg.workers,
                                          collate_fn=collate, prefetch_factor=4 if cfg.workers else None)
@@ -298,8 +301,9 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
                 confusion=confusion(probs, labels, thresholds).tolist(), train_config=_plain(asdict(cfg)),
                 detector=_detector(annotated, val["map50"]))
             checkpoint.save(out / "last.pt", **state)
-            if is_best:
-                checkpoint.save(out / "best.pt", **state)
+            if is_best:  # what driving and --pretrained need: no optimizer state, raw weights or RNG (a third the size)
+                checkpoint.save(out / "best.pt", **{k: v for k, v in state.items()
+                                                    if k in checkpoint.INFERENCE or k == "net_cfg"})
             report.write(out, history, list(meta.keys), np.array(state["confusion"]))
             result = EpochResult(epoch, train_means, val, thresholds.tolist(), is_best, history, verdict.warning())
             if on_epoch is not None:
