@@ -983,7 +983,7 @@ def data_split(
     got = shares(parts)
     for name, ps in parts.items():
         out.print(f"{name:5s} {len(ps):3d} session(s), {got[name]:.0%} of the frames")
-    if warning := share_warning(parts, fractions):
+    if warning := share_warning(got, fractions):
         out.print(f"[yellow]{warning}[/]", highlight=False)
     out.print(f"wrote {out_path}")
 

@@ -27,7 +27,7 @@ def test_benchmark_records_trains_and_drives_held_out_tracks(xvfb, tmp_path, mon
     monkeypatch.delenv("DISPLAY", raising=False)  # the benchmark starts its own Xvfb, big enough for the window
     cfg = CarRacingConfig(tmp_path / "run", minutes=0.1, test_seeds=(1,), fusion=(False,), track_frames=100,
                           train_options=("--epochs", "1", "--max-steps", "2", "--batch", "8", "--workers", "0"),
-                          takeover_rounds=1, takeover_tracks=1)
+                          takeover_rounds=1, takeover_tracks=1, guard_grace_s=0.0)
     stages = []
     result = run(cfg, on_stage=stages.append)
 
@@ -49,7 +49,9 @@ def test_benchmark_records_trains_and_drives_held_out_tracks(xvfb, tmp_path, mon
     summary = json.loads((cfg.out / "result.json").read_text())
     assert summary["ratio"]["no rules"] == pytest.approx(driven["score"] / expert["score"], abs=1e-3)
 
-    (r,) = result.rounds  # the guarded round: the expert took over from a model trained for 2 steps
+    # The guarded round: the expert takes over from the first frame (no grace: the car stands at the start), so
+    # this does not hang on whether a model trained for 2 steps leaves the road within 2 s.
+    (r,) = result.rounds
     seen = [json.loads(line) for line in (cfg.out / "logs" / "round1-guarded-frames.jsonl").read_text().splitlines()]
     person = sum(e["driver"] == "person" for e in seen)
     assert r["takeovers"] == seen[-1]["takeovers"] >= 1 and person > 0, "crew2 saw the expert take over"

@@ -50,6 +50,7 @@ class CarRacingConfig:
     track_frames: int = FRAMES  # a track ends after this many of the game's frames (shorter: smoke runs)
     takeover_rounds: int = 0  # HG-DAgger rounds after the first model, the expert taking over as the person
     takeover_tracks: int = 8  # tracks crew2 drives, guarded, in each round
+    guard_grace_s: float = 1.0  # the expert takes over when crew2 still stands this long into a guarded track
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -201,7 +202,8 @@ def drive_tracks(cfg: CarRacingConfig, stage: Stage, weights: Path, name: str, f
     seeds = list(cfg.test_seeds) if seeds is None else seeds
     results, drive_log = stage.logs / f"{name}.jsonl", stage.logs / f"{name}-frames.jsonl"
     results.unlink(missing_ok=True)
-    game = stage.start(f"game-{name}", _game(cfg, seeds, results, "--wait", *(("--guard",) if corrections else ())))
+    guard = ("--guard", str(cfg.guard_grace_s)) if corrections else ()
+    game = stage.start(f"game-{name}", _game(cfg, seeds, results, "--wait", *guard))
     time.sleep(1.0)
     drive = stage.start(f"drive-{name}", [*CREW2, "drive", str(weights), "--source", "window", "--window",
                                           TITLE, "--fps", str(cfg.fps), "--countdown", "0", "--log", str(drive_log),

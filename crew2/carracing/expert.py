@@ -51,15 +51,14 @@ class Expert:
         self.i = int(window[np.argmin(np.linalg.norm(self.points[window] - pos, axis=1))])
         return pos, float(np.hypot(*car.hull.linearVelocity))
 
-    def where(self, env) -> tuple[float, float, float]:
-        """How the car stands on the track: distance from the centre line (m; the road is ~13 m wide), the angle
-        between its heading and the road's (rad) and its speed."""
-        pos, speed = self._locate(env)
+    def where(self, env) -> tuple[float, float]:
+        """How the car stands on the track: the angle between its heading and the road's (rad), and its speed."""
+        _, speed = self._locate(env)
         road = self.points[(self.i + 1) % len(self.points)] - self.points[self.i]
         angle = env.car.hull.angle
         fwd = np.array([-math.sin(angle), math.cos(angle)])
         off = abs(math.atan2(fwd[0] * road[1] - fwd[1] * road[0], fwd @ road))
-        return float(np.linalg.norm(pos - self.points[self.i])), off, speed
+        return off, speed
 
     def keys(self, env) -> frozenset[str]:
         """`env` is the unwrapped CarRacing (its `car` and `track`)."""
@@ -107,7 +106,7 @@ class Guard:
     def keys(self, env) -> frozenset[str] | None:
         """The keys to hold this frame while the expert drives; None while crew2 does."""
         self.seen += 1
-        _, off, speed = self.expert.where(env)
+        off, speed = self.expert.where(env)
         on_road = sum(bool(wheel.tiles) for wheel in env.car.wheels)  # the game's own contact with road tiles
         self.offroad = self.offroad + 1 if on_road == 0 else 0
         trouble = (self.offroad >= self.offroad_frames or off > self.off_rad

@@ -47,9 +47,10 @@ def _focus_own_window(pygame) -> None:
 
 def play(seeds: list[int], results: Path | None = None, expert: bool = False, wait: bool = False,
          minutes: float | None = None, start_delay: float = 0.0, frames: int = FRAMES,
-         guard: bool = False) -> list[dict]:
+         guard: float | None = None) -> list[dict]:
     """Play one track per seed in the window; returns (and appends to `results`) one record per track.
-    `guard`: another driver plays, and the expert takes over when the car is in trouble.
+    `guard`: another driver plays, and the expert takes over when the car is in trouble (or still stands this
+    many seconds into a track).
     `minutes` stops the play after that much wall-clock time (a recording budget), mid-track if need be.
     `start_delay`: the expert waits this long on each start before pressing anything, as a person does.
     `frames`: a track ends after this many of the game's frames (Gymnasium's limit, unless changed)."""
@@ -61,7 +62,7 @@ def play(seeds: list[int], results: Path | None = None, expert: bool = False, wa
     signal.signal(signal.SIGTERM, lambda *_: quit_.set())
     signal.signal(signal.SIGINT, lambda *_: quit_.set())
     env = gym.make("CarRacing-v3", render_mode="human", max_episode_steps=frames)
-    hands = XHands(KEYS) if expert or guard else None
+    hands = XHands(KEYS) if expert or guard is not None else None
     records: list[dict] = []
     deadline = None if minutes is None else time.monotonic() + 60 * minutes
     try:
@@ -75,7 +76,7 @@ def play(seeds: list[int], results: Path | None = None, expert: bool = False, wa
                     pygame.event.pump()
                     clock.tick(FPS)
             driver, score, steps, done = Expert(), 0.0, 0, False
-            gate = Guard(driver, FPS) if guard else None
+            gate = Guard(driver, FPS, grace_s=guard) if guard is not None else None
             started = time.monotonic()
             while not (done or quit_.is_set()) and (deadline is None or time.monotonic() < deadline):
                 if gate is not None:
@@ -91,7 +92,7 @@ def play(seeds: list[int], results: Path | None = None, expert: bool = False, wa
             game = env.unwrapped
             record = {"seed": seed, "score": round(score, 1), "frames": steps, "tiles": game.tile_visited_count,
                       "of": len(game.track), "complete": bool(done),
-                      "driver": "expert" if expert else "guarded" if guard else "keyboard"}
+                      "driver": "expert" if expert else "guarded" if guard is not None else "keyboard"}
             if gate is not None:
                 record.update(takeovers=gate.gate.takeovers, guarded_frames=gate.gate.frames)
             records.append(record)
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", required=True, help="comma-separated track seeds, played in order")
     parser.add_argument("--results", type=Path, help="append one JSON line per track here")
     parser.add_argument("--expert", action="store_true", help="the scripted expert plays through XTest")
-    parser.add_argument("--guard", action="store_true", help="another driver plays; the expert takes over in trouble")
+    parser.add_argument("--guard", type=float, nargs="?", const=1.0, metavar="GRACE_S",
+                        help="another driver plays; the expert takes over in trouble or after GRACE_S standing")
     parser.add_argument("--wait", action="store_true", help="start on SIGUSR1; stay open until SIGTERM")
     parser.add_argument("--minutes", type=float, help="stop after this much play (wall clock)")
     parser.add_argument("--start-delay", type=float, default=0.0, help="the expert's wait at each start, s")

@@ -253,10 +253,9 @@ def _frames(path: Path) -> int:
         s.close()
 
 
-def share_warning(parts: dict[str, list[Path]], fractions: tuple[float, float, float]) -> str | None:
+def share_warning(got: dict[str, float], fractions: tuple[float, float, float]) -> str | None:
     """A line when the whole sessions could not come near the asked shares (three sessions for 70/15/15 give
-    something like 40/27/33): more, shorter sessions split closer."""
-    got = shares(parts)
+    something like 40/27/33): more, shorter sessions split closer. `got`: `shares` of the split."""
     asked = dict(zip(SPLITS, fractions, strict=True))
     if all(abs(got.get(name, 0.0) - asked[name]) <= 0.1 for name in SPLITS):
         return None

@@ -76,11 +76,10 @@ class Corrections:
         self.first: list = []  # the margin and the takeover frame, until the person's first keys are known
         self.idle: list = []  # the person's frames with no key since their last key
         self.takeovers = 0  # the FrameLog count of the takeover under way
-        self.frames = 0
 
     def _write(self, entry, pressed: list[str]) -> None:
         sample = Sample(entry.frame, np.array([k in pressed for k in self.keys], np.uint8), entry.t, None, 0)
-        self.frames += self.writer.submit(sample)
+        self.writer.submit(sample)
 
     def _flush_first(self, pressed: list[str]) -> None:
         for earlier in self.first:

@@ -21,10 +21,14 @@ class XHands:
         self.state = x11.KeyState(self.dpy, list(self.keys))
         self.mine: set[str] = set()  # the keys these hands pressed and hold
 
-    def hold(self, keys: Collection[str], shared: bool = False) -> None:
-        """Hold `keys` and release the others these hands pressed. `shared`: read the keyboard first, as another
-        driver may have pressed or released a key since."""
-        down = {k for k, on in zip(self.keys, self.state.read(), strict=True) if on} if shared else self.mine
+    def _down(self) -> set[str]:
+        return {k for k, on in zip(self.keys, self.state.read(), strict=True) if on}
+
+    def hold(self, keys: Collection[str], shared: bool = False, down: set[str] | None = None) -> None:
+        """Hold `keys` and release the others these hands pressed. `shared`: read the keyboard first (or take
+        `down`, read just before), as another driver may have pressed or released a key since."""
+        shared = shared or down is not None
+        down = (down if down is not None else self._down()) if shared else self.mine
         for key in self.keys:
             if key in keys and key not in down:
                 self.x11.send_key(self.dpy, key, True)
@@ -38,9 +42,9 @@ class XHands:
     def take(self, keys: Collection[str]) -> None:
         """Drive with `keys` while another driver may still hold some: a person cannot lift crew2's finger, but
         steers or brakes against it, so each key held by the other and not wanted gets its opposite pressed."""
-        down = {k for k, on in zip(self.keys, self.state.read(), strict=True) if on}
+        down = self._down()
         against = {OPPOSITE[k] for k in down - self.mine - set(keys) if OPPOSITE.get(k) in self.keys}
-        self.hold(set(keys) | against, shared=True)
+        self.hold(set(keys) | against, down=down)
 
     def close(self) -> None:
         self.hold(frozenset())
