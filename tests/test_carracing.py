@@ -50,14 +50,22 @@ def test_benchmark_records_trains_and_drives_held_out_tracks(xvfb, tmp_path, mon
     assert summary["ratio"]["no rules"] == pytest.approx(driven["score"] / expert["score"], abs=1e-3)
 
     # The guarded round: the expert takes over from the first frame (no grace: the car stands at the start), so
-    # this does not hang on whether a model trained for 2 steps leaves the road within 2 s.
+    # this does not hang on whether a model trained for 2 steps leaves the road. crew2 sees a takeover only where
+    # the expert's keys differ from its own (a 2-step model may hold just the expert's throttle): that detection
+    # is tests/test_takeover.py's; here, what crew2 saw is what the round reports and stores.
     (r,) = result.rounds
+    assert r["guard_takeovers"] >= 1, "the expert took over"
     seen = [json.loads(line) for line in (cfg.out / "logs" / "round1-guarded-frames.jsonl").read_text().splitlines()]
     person = sum(e["driver"] == "person" for e in seen)
-    assert r["takeovers"] == seen[-1]["takeovers"] >= 1 and person > 0, "crew2 saw the expert take over"
-    fixes = Session(cfg.out / "corrections" / "round1.h5")
-    assert fixes.meta.driver == "correction" and 0 < len(fixes) <= person + r["takeovers"] * round(0.3 * cfg.fps)
-    fixes.close()
+    assert r["takeovers"] == seen[-1]["takeovers"] and r["person_share"] == round(person / len(seen), 3)
+    path = cfg.out / "corrections" / "round1.h5"
+    if r["takeovers"]:
+        fixes = Session(path)
+        assert fixes.meta.driver == "correction" and 0 < len(fixes) <= person + r["takeovers"] * round(0.3 * cfg.fps)
+        assert len(fixes) == r["correction_frames"]
+        fixes.close()
+    else:
+        assert person == 0 and not path.exists(), "no takeover seen: no empty corrections session to train on"
     (again,) = result.crew2["no rules after 1 takeover round"]
     assert again["seed"] == 1 and (cfg.out / "model-round1" / "best.onnx").exists()
 
