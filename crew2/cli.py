@@ -18,6 +18,8 @@ from rich.table import Table
 from crew2 import __version__
 from crew2.errors import Crew2Error
 from crew2.model import engine_for
+from crew2.model.pickles import TRUST_HELP
+from crew2.outputs import check_output, whole
 from crew2.shipped import shipped
 
 # Markdown help: a docstring's paragraphs are rewrapped to the terminal (the default "rich" keeps every line
@@ -112,7 +114,9 @@ def frames_progress(what: str, paths: list[Path]):
 
 def write_json(path: Path | None, payload: Any) -> None:
     if path is not None:
-        path.write_text(json.dumps(payload, indent=2) + "\n")
+        check_output(path, "json")
+        with whole(path) as part:
+            part.write_text(json.dumps(payload, indent=2) + "\n")
         out.print(f"wrote {path}")
 
 
@@ -477,6 +481,7 @@ def annotate_auto(
     dataset: Dataset = None,
     conf: Annotated[float, typer.Option(help="Teacher: minimum confidence.")] = 0.4,
     frames: Annotated[str, typer.Option(help="Teacher: all frames, or only the selected ones.")] = "all",
+    trust_pickle: Annotated[bool, typer.Option(help=f"Teacher: {TRUST_HELP}")] = False,
 ) -> None:
     """Annotate automatically: --from sim (exact ground truth) or --teacher MODEL.pt (pre-labels to review)."""
     from crew2.data.tools import session_paths
@@ -499,7 +504,7 @@ def annotate_auto(
 
     spec = load_spec(dataset or shipped("datasets/sim.yaml"))
     with out.status("pre-labelling with the teacher…"):
-        done = prelabel(load_teacher(teacher), paths, spec, conf, frames)
+        done = prelabel(load_teacher(teacher, trust_pickle), paths, spec, conf, frames)
     for name, n in done.items():
         out.print(f"{name}: {n} frames pre-labelled (marked 'teacher' until reviewed)")
 
@@ -590,6 +595,7 @@ def train(
         help="Leave out stretches this long (s) with no key pressed: waits, not driving (0 keeps them).")] = 1.0,
     pretrained: Annotated[str, typer.Option(
         help="Start from: a crew2 or Ultralytics .pt; auto: the shipped driver's weights; none: scratch.")] = "auto",
+    trust_pickle: Annotated[bool, typer.Option(help=f"--pretrained: {TRUST_HELP}")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     uncertainty: Annotated[bool, typer.Option(help="Learn the task weights (Kendall et al. 2018).")] = False,
     amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 on CPUs that have it, fp16 on CUDA.")] = True,
@@ -624,7 +630,7 @@ def train(
     config = TrainConfig(train=train_paths, val=val_paths, out=out_dir, epochs=epochs, batch=batch, lr=lr,
                          device=device, workers=workers, scale=scale, frames=frames, key_pool=key_pool,
                          balance=balance, trim_idle=trim_idle, label_offset=label_offset, pretrained=pretrained,
-                         resume=resume, uncertainty=uncertainty,
+                         trust_pickle=trust_pickle, resume=resume, uncertainty=uncertainty,
                          amp=amp, ema=ema, seed=seed, max_steps=max_steps)
     quiet = int(os.environ.get("RANK", "0")) != 0
     if not quiet and not resume:
@@ -761,6 +767,9 @@ def export(
 ) -> None:
     """Export a checkpoint to ONNX (both heads, decoded boxes) and check it against PyTorch."""
     engine_for(weights, "torch")  # before the imports, which take seconds
+    out_path = out_path or (slim or weights).with_suffix(".onnx")
+    check_output(out_path, "onnx")
+    check_output(slim, "checkpoint")
     from crew2.model import checkpoint
     from crew2.model.engine import disagreement, export_onnx
 
@@ -768,8 +777,8 @@ def export(
         checkpoint.slim(weights, slim)
         out.print(f"wrote {slim} ({slim.stat().st_size / 1e6:.1f} MB, weights and model card only)")
         weights = slim
-    out_path = out_path or weights.with_suffix(".onnx")
-    export_onnx(weights, out_path)
+    with whole(out_path) as part:
+        export_onnx(weights, part)
     diff = disagreement(weights, out_path)
     out.print(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB); key probabilities agree with PyTorch "
               f"to {diff:.1e}")
@@ -977,6 +986,7 @@ def data_split(
     relative to it) that `crew2 train --split` and `crew2 annotate export --split` read."""
     from crew2.data.tools import session_paths, share_warning, shares, split, write_split
 
+    check_output(out_path, "split")
     fractions = (1 - val - test, val, test)
     parts = split(session_paths(sessions), fractions, seed)
     write_split(parts, out_path)

@@ -12,14 +12,18 @@ from crew2.data.session import REVIEWED, TEACHER, Session
 from crew2.detection.classes import DatasetSpec
 from crew2.detection.store import write_annotations
 from crew2.errors import Crew2Error
+from crew2.model.pickles import load_plain
 
 
-def load_teacher(path: str | Path):
-    """An Ultralytics model from a local file; never downloads (a missing file is an error here)."""
+def load_teacher(path: str | Path, trust_pickle: bool = False):
+    """An Ultralytics model from a local file; never downloads (a missing file is an error here). An Ultralytics .pt
+    is a full pickle, which can run code when loaded: it is read only with `trust_pickle`."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     path = Path(path)
     if not path.is_file():
         raise Crew2Error(f"{path}: no such model file (crew2 never downloads weights: give a local .pt)")
+    if load_plain(path, trust_pickle) is not None:
+        raise Crew2Error(f"{path}: plain tensors, not an Ultralytics model (a crew2 checkpoint is no teacher)")
     from ultralytics import YOLO
 
     try:

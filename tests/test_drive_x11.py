@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -89,3 +90,71 @@ def test_drive_the_sim_window_through_mss_and_xtest_with_hotkeys(xvfb, tmp_path)
     assert sent[0] and not all(sent) and sent[-1], "sending, paused by F9, sending again"
     assert all(f["pressed"] == ["w"] for f in frames)
     assert json.loads(summary.read_text())[-1]["distance_m"] > 10, "the car moved under crew2's keys"
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP])
+def test_keys_are_released_when_the_driver_is_killed_or_stopped(how, xvfb, tmp_path):
+    """crew2 cannot clean up after SIGKILL, nor run at all while stopped: the key guard beside it releases W."""
+    model = throttle_model(tmp_path / "w.pt")
+    env = {**os.environ, "DISPLAY": xvfb, "SDL_AUDIODRIVER": "dummy"}
+    game = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "sim", "--traffic", "0", "--obstacles", "0",
+                             "--seconds", "120", "--width", "320", "--height", "180"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dpy = x11.open_display(xvfb)
+    w = x11.KeyState(dpy, ["w"])
+    driver = None
+    try:
+        x11.focus(dpy, wait_for_window(dpy, WINDOW_TITLE, game))
+        driver = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "drive", str(model), "--source", "window",
+                                   "--window", WINDOW_TITLE, "--seconds", "60", "--countdown", "0"],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while w.read() != [True]:
+            assert time.monotonic() < deadline and driver.poll() is None, "crew2 pressed W"
+            time.sleep(0.05)
+        time.sleep(1.0)  # driving
+        driver.send_signal(how)
+        gone = time.monotonic()
+        while w.read() != [False]:
+            assert time.monotonic() - gone < 1.0, "W released within a second"
+            time.sleep(0.02)
+    finally:
+        for proc in (driver, game):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+        x11.send_key(dpy, "w", False)
+        dpy.close()
+
+
+def test_the_key_guard_releases_only_when_the_beats_stop(xvfb):
+    import threading
+
+    from crew2.io.keyguard import BYE, guard
+
+    dpy = x11.open_display(xvfb)
+    w = x11.KeyState(dpy, ["w"])
+    r, wr = os.pipe()
+    ended: list[str] = []
+    stream = open(r, "rb")  # noqa: SIM115 - closed once the guard's reader is done with it
+    thread = threading.Thread(target=lambda: ended.append(guard(["w", "a"], 0.3, xvfb, stream)), daemon=True)
+    seen = []
+    try:
+        thread.start()
+        x11.send_key(dpy, "w", True)  # the driver holds W and beats
+        for _ in range(30):
+            os.write(wr, b".")
+            time.sleep(0.03)
+        seen.append(w.read())  # beating: W stays down
+        time.sleep(0.6)  # the driver stops answering
+        seen.append(w.read())  # silent past the limit: released
+        x11.send_key(dpy, "w", True)  # it answers again and presses W again
+    finally:
+        os.write(wr, b"." + BYE)
+        thread.join(5)
+        os.close(wr)
+        stream.close()
+    seen.append(w.read())  # a goodbye ends the guard without touching the keys
+    x11.send_key(dpy, "w", False)
+    dpy.close()
+    assert seen == [[True], [False], [True]] and ended == ["bye"]

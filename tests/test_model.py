@@ -143,7 +143,9 @@ def test_pretrained_ultralytics_weights_load_where_shapes_match(tmp_path):
     path = tmp_path / "coco.pt"
     torch.save({"model": source}, path)  # the layout of Ultralytics' .pt files
     net = MultiTaskNet(num_keys=4, num_classes=4, scale="t")
-    n = load_pretrained(net, str(path))
+    with pytest.raises(Crew2Error, match="trust-pickle"):  # a full pickle runs code when loaded: only on request
+        load_pretrained(net, str(path))
+    n = load_pretrained(net, str(path), trust_pickle=True)
     ours = net.det.state_dict()
     theirs = source.state_dict()
     matching = [k for k in ours if k in theirs and ours[k].shape == theirs[k].shape]

@@ -17,6 +17,7 @@ import yaml
 from crew2.data.idle import IDLE_SECONDS, idle_runs, run_seconds
 from crew2.data.session import BOX_SOURCE, FRAMES, KEYS, NOT_ANNOTATED, PER_FRAME, REVIEWED, Session, SessionWriter
 from crew2.errors import Crew2Error
+from crew2.outputs import check_output, whole
 
 SPLITS = ("train", "val", "test")
 
@@ -187,7 +188,7 @@ def validate(path: Path, on_frame: Callable[[], None] | None = None) -> list[str
                 frame = s.frame(i)
                 if frame.shape != (s.meta.height, s.meta.width, 3):
                     bad_frames.append(i)
-            except Crew2Error:
+            except Exception:  # a damaged frame fails in many ways; each is a bad frame
                 bad_frames.append(i)
             b = s.boxes(i)
             if len(b) and ((b[:, :4] < -0.5).any() or (b[:, [0, 2]] > s.meta.width + 0.5).any()
@@ -200,6 +201,8 @@ def validate(path: Path, on_frame: Callable[[], None] | None = None) -> list[str
         if bad_frames:
             problems.append(f"{len(bad_frames)} frame(s) do not decode to {s.meta.width}x{s.meta.height}, "
                             f"first at {bad_frames[0]}")
+    except Exception as e:  # HDF5 reports damage as OSError, KeyError, RuntimeError, ...
+        problems.append(f"unreadable past what is listed ({type(e).__name__}: {e})")
     finally:
         s.close()
     return problems
@@ -267,10 +270,11 @@ def share_warning(got: dict[str, float], fractions: tuple[float, float, float]) 
 def write_split(parts: dict[str, list[Path]], path: Path) -> None:
     """The split as YAML at `path` (its folder is created), session paths relative to that folder, so the file
     works from any working directory and moves with its sessions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output(path, "split")
     here = path.parent.resolve()
     rel = lambda p: os.path.relpath(Path(p).resolve(), here)  # noqa: E731
-    path.write_text(yaml.safe_dump({name: [rel(p) for p in ps] for name, ps in parts.items()}, sort_keys=False))
+    with whole(path) as part:
+        part.write_text(yaml.safe_dump({name: [rel(p) for p in ps] for name, ps in parts.items()}, sort_keys=False))
 
 
 def read_split(path: Path) -> dict[str, list[Path]]:

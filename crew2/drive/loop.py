@@ -78,10 +78,11 @@ def as_frame(frame, size: tuple[int, int]) -> np.ndarray | None:
 
 
 class Watchdog:
-    """Releases every key if the loop's heartbeat stops for longer than `limit` seconds."""
+    """Releases every key if the loop's heartbeat stops for longer than `limit` seconds; passes each beat on to
+    `outside`, a guard that can release them even when this process cannot run at all."""
 
-    def __init__(self, sender: KeySender, limit: float, stats: DriveStats):
-        self.sender, self.limit, self.stats = sender, limit, stats
+    def __init__(self, sender: KeySender, limit: float, stats: DriveStats, outside: Callable[[], None] | None = None):
+        self.sender, self.limit, self.stats, self.outside = sender, limit, stats, outside
         self.beat = time.monotonic()
         self.tripped = False
         self._stop = threading.Event()
@@ -98,6 +99,8 @@ class Watchdog:
     def heartbeat(self) -> None:
         self.beat = time.monotonic()
         self.tripped = False
+        if self.outside is not None:  # the key guard outside this process (crew2.io.keyguard)
+            self.outside()
 
     def _run(self) -> None:
         while not self._stop.wait(self.limit / 4):
@@ -112,13 +115,16 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                focused: Callable[[], bool] = lambda: True, dry_run: bool = False, watchdog: float = 0.5,
                control: Control | None = None, on_frame: Callable[[FrameLog], None] | None = None,
                poll: Callable[[], None] | None = None, takeover: Takeover | None = None,
-               clock: Callable[[], float] = time.perf_counter) -> DriveStats:
+               clock: Callable[[], float] = time.perf_counter, outside: Callable[[], None] | None = None,
+               stale: float = 0.5) -> DriveStats:
     """Drive until `control.stop`, `max_steps`, the source running dry, Ctrl+C or SIGTERM. `rules` None turns crash
     prevention off; `box_rules` False hides the network's boxes from it (an untrained obstacle head), so that only
     its rule without boxes acts (going around when the car stands; standing is then judged on the whole picture).
     Keys are released whenever the game is not in front, while paused, while the person has taken over
     (`takeover`, read right after each grab) and at the end.
-    `poll` runs once per iteration before keys go out (hotkeys that pause or stop through `control`)."""
+    `poll` runs once per iteration before keys go out (hotkeys that pause or stop through `control`). A frame whose
+    grab began more than `stale` seconds ago (a hung capture) counts as bad: keys are released, nothing decided.
+    `outside` gets every heartbeat (see Watchdog)."""
     info = engine.info
     control = control or Control()
     stats = DriveStats()
@@ -129,7 +135,7 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
     fusion_state = FusionState()
     pacer, timer, start = Pacer(fps, clock), StageTimer(clock), clock()
     try:
-        with stop_on_signals(control.stop), Watchdog(sender, watchdog, stats) as dog:
+        with stop_on_signals(control.stop), Watchdog(sender, watchdog, stats, outside) as dog:
             while not control.stop.is_set() and (max_steps is None or stats.steps < max_steps) and not source.done:
                 late = realtime and pacer.wait()
                 if poll is not None:
@@ -148,8 +154,10 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                 if person:
                     sender.release_all()  # the person drives from this frame on: nothing of the model's stays down
                 frame = as_frame(raw, info.size)
-                if frame is None:
+                hung = realtime and source.frame_started and time.perf_counter() - source.frame_started > stale
+                if frame is None or hung:
                     stats.bad_frames += 1
+                    sender.release_all()
                     dog.heartbeat()
                     continue
                 history.append(frame)

@@ -16,10 +16,12 @@ from crew2.drive.loop import DriveStats, FrameLog, drive_loop
 from crew2.drive.takeover import HANDBACK, MARGIN, Corrections, Takeover
 from crew2.errors import Crew2Error
 from crew2.io.control import Control, Hotkeys, countdown
+from crew2.io.keyguard import KeyGuard
 from crew2.io.platform import SCREEN_SOURCES, current, open_screen_game
 from crew2.keys import KeyProfile
 from crew2.model.checkpoint import detector_trained
 from crew2.model.engine import Engine, ModelInfo, load_engine
+from crew2.outputs import check_output
 from crew2.sim.world import SimConfig
 
 SOURCES = ("sim", *SCREEN_SOURCES)
@@ -71,6 +73,10 @@ class DriveConfig:
                              "and --takeover")
         if self.handback < 0 or self.margin < 0:
             raise Crew2Error("--handback and --margin must be zero or more")
+        if self.countdown < 0 or (self.seconds is not None and self.seconds <= 0):
+            raise Crew2Error("--countdown must be zero or more and --seconds more than zero")
+        check_output(self.log, "log")
+        check_output(self.mp4, "video")
 
 
 @dataclass
@@ -111,7 +117,7 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
             log = stack.enter_context(open(cfg.log, "w"))
             hooks.append(lambda entry: log.write(json.dumps(entry.to_json()) + "\n"))
         focused: Callable[[], bool] = lambda: True  # noqa: E731
-        keys, takeover = None, None  # the keyboard: hotkeys and the person's keys
+        keys, takeover, outside = None, None, None  # the keyboard: hotkeys and the person's keys; the key guard
         if cfg.source == "sim":
             from crew2.sim.sources import SimGame
 
@@ -120,6 +126,8 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
             source, sender, realtime = game, game.sender, cfg.show
         else:
             sender = stack.enter_context(current().sender(info.keys, cfg.display))
+            if not cfg.dry_run:  # keys released even if this process is killed or stopped
+                outside = stack.enter_context(KeyGuard(info.keys, cfg.display)).beat
             watch = cfg.hotkeys or cfg.takeover
             screen = open_screen_game(stack, cfg.source, fps=cfg.fps, window=cfg.window, region=cfg.region,
                                       display=cfg.display, keys=info.keys if watch else None,
@@ -148,7 +156,7 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
         stats = drive_loop(source, engine, decoder, sender, fps=cfg.fps, rules=rules, box_rules=boxes_on,
                            max_steps=max_steps, realtime=realtime, focused=focused, dry_run=cfg.dry_run,
                            control=control, on_frame=lambda entry: [hook(entry) for hook in hooks], poll=hotkeys.poll,
-                           takeover=takeover)
+                           takeover=takeover, outside=outside)
         return DriveResult(stats, source.metrics if cfg.source == "sim" else None)
 
 

@@ -161,6 +161,8 @@ def load_engine(path: str | Path, engine: str = "auto", keys: list[str] | None =
     """An engine for a checkpoint (.pt) or an ONNX export (.onnx); "auto" picks by the file. With `keys` or
     `class_names`, a model made for others is a clear error. `conf` and `iou` are NMS's thresholds."""
     path = Path(path)
+    if threads is not None and threads < 1:
+        raise Crew2Error(f"--threads must be 1 or more, not {threads}")
     if engine_for(path, engine) == "onnx":
         result: Engine = OnnxEngine(path, conf, iou, threads)
     else:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from crew2.errors import Crew2Error
+from crew2.model.pickles import load_plain
 
 log = logging.getLogger(__name__)
 BACKBONE_END = 10  # the last backbone layer of the YOLO11 layout
@@ -120,20 +121,17 @@ class _DetectionGains:
     box, cls, dfl = 7.5, 0.5, 1.5
 
 
-def load_pretrained(net: MultiTaskNet, path: str) -> int:
+def load_pretrained(net: MultiTaskNet, path: str, trust_pickle: bool = False) -> int:
     """Copy every tensor whose name and shape match into `net`; returns how many were loaded. `path` is a
-    crew2 checkpoint (a warm start: the whole network, key head included where the keys match) or an
-    Ultralytics detection .pt (backbone, neck and Detect head). A single-frame model's first convolution is
-    inflated to `net.frames` stacked frames: its weights go to the newest frame and zeros to the older ones,
-    so the stacked network starts out computing what the single-frame one did. Never downloads anything."""
+    crew2 checkpoint (a warm start: the whole network, key head included where the keys match) or, with
+    `trust_pickle` (a full pickle can run code), an Ultralytics detection .pt (backbone, neck and Detect head).
+    A single-frame model's first convolution is inflated to `net.frames` stacked frames: its weights go to the
+    newest frame and zeros to the older ones, so the stacked network starts out computing what the single-frame
+    one did. Never downloads anything."""
     if not os.path.isfile(path):
         raise Crew2Error(f"{path}: no such file (crew2 never downloads weights: give a local .pt)")
-    try:  # a crew2 checkpoint is plain tensors
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        theirs = ckpt["model"] if isinstance(ckpt, dict) and "format_version" in ckpt else None
-    except Exception:  # anything else may be an Ultralytics pickle
-        theirs = None
-    if theirs is None:
+    ckpt = load_plain(path, trust_pickle)
+    if ckpt is None:
         from ultralytics.nn.tasks import torch_safe_load
 
         try:  # an Ultralytics .pt is a pickled model: Ultralytics' own loader reads it
@@ -142,6 +140,10 @@ def load_pretrained(net: MultiTaskNet, path: str) -> int:
         except Exception as e:  # any failure to unpickle means: not an Ultralytics checkpoint we can use
             raise Crew2Error(f"{path}: not a crew2 or Ultralytics detection checkpoint ({e})") from e
         theirs = {f"det.{k}": v for k, v in det.items()}
+    elif isinstance(ckpt, dict) and "format_version" in ckpt and isinstance(ckpt.get("model"), dict):
+        theirs = ckpt["model"]
+    else:
+        raise Crew2Error(f"{path}: plain tensors, but not a crew2 checkpoint")
     ours = net.state_dict()
     first = next(k for k, v in ours.items() if v.ndim == 4)  # the input convolution
     if first in theirs and ours[first].shape != theirs[first].shape:

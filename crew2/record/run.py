@@ -65,6 +65,8 @@ class RecordConfig:
             raise Crew2Error(f"--late must be between 0 and 1, not {self.late}")
         if self.countdown < 0 or self.discard_seconds < 0:
             raise Crew2Error("--countdown and --discard-seconds must be zero or more")
+        if (self.frames is not None and self.frames < 1) or (self.seconds is not None and self.seconds <= 0):
+            raise Crew2Error("--frames must be 1 or more and --seconds more than zero")
         self.out = self.out or Path("sessions") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.source}.h5"
 
 

@@ -295,7 +295,8 @@ def _place_objects(config: SimConfig, track: Track, rng: np.random.Generator) ->
     cls, s, d, v = [], [], [], []
     # Static obstacles: a barrier closing one lane with a taper of cones before it, or a few stray cones.
     n_groups = rng.poisson(config.obstacles * config.track_km)
-    for g_s in np.sort(rng.uniform(250, track.length, n_groups)):
+    starts = rng.uniform(250, track.length, n_groups) if track.length > 250 else []  # 250 m in, at the earliest
+    for g_s in np.sort(starts):
         lane = int(rng.integers(track.lanes))
         centre = float(track.lane_centre(lane))
         if rng.random() < 0.6:

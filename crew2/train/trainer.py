@@ -65,6 +65,7 @@ class TrainConfig:
     det_weight: float = 1.0
     uncertainty: bool = False
     pretrained: str | None = "auto"  # a .pt to start from; "auto": see starting_weights; None or "none": scratch
+    trust_pickle: bool = False  # `pretrained` may be a full pickle (an Ultralytics .pt), which can run code
     resume: bool = False
     seed: int = 0
     max_steps: int | None = None  # stop after this many steps in all (smoke runs, tests)
@@ -192,7 +193,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
     net = MultiTaskNet(num_keys=len(meta.keys), num_classes=len(class_names), scale=cfg.scale, frames=cfg.frames,
                        key_hidden=cfg.key_hidden, key_pool=cfg.key_pool)
     if (start := starting_weights(cfg)) and not cfg.resume:
-        load_pretrained(net, start)
+        load_pretrained(net, start, cfg.trust_pickle)
     net.to(device)
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
