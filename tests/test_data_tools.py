@@ -102,6 +102,13 @@ def test_validate_finds_problems_and_passes_sound_files(tmp_path):
     assert "not a readable crew2 session" in validate(tmp_path / "junk.h5")[0]
     result = cli("data", "validate", str(good), str(broken))
     assert result.returncode == 1 and "ok" in result.stdout and "broken.h5" in result.stdout
+    long = make_session(tmp_path / "long.h5", 200)
+    (tmp_path / "cut.h5").write_bytes(long.read_bytes()[: long.stat().st_size // 3])  # a truncated copy
+    assert any("truncated" in p for p in validate(tmp_path / "cut.h5"))
+    result = cli("data", "validate", str(tmp_path / "cut.h5"), str(tmp_path / "junk.h5"), str(good))
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert [line.split()[0] for line in lines] == ["bad", "bad", "ok"], "every file checked and reported"
 
 
 def test_merge_concatenates_without_reencoding(tmp_path):

@@ -153,8 +153,16 @@ class Session:
         self._f: h5py.File | None = None
         f = self._open()
         try:
+            size, expected = self.path.stat().st_size, f.id.get_filesize()
+            if size < expected:  # reading past the end hangs HDF5 in SWMR retries: a cut copy is caught here
+                raise Crew2Error(f"{self.path}: truncated ({size} of {expected} bytes): copy it again or "
+                                 "record it again")
             self.meta = _read_meta(f, self.path)
             self.n = _complete_frames(f)
+        except Crew2Error:
+            raise
+        except Exception as e:  # missing datasets, bad attributes, HDF5 damage: h5py and json raise many types
+            raise Crew2Error(f"{self.path}: not a readable crew2 session ({type(e).__name__}: {e})") from e
         finally:
             f.close()
 

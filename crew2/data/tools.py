@@ -15,7 +15,17 @@ import numpy as np
 import yaml
 
 from crew2.data.idle import IDLE_SECONDS, idle_runs, run_seconds
-from crew2.data.session import BOX_SOURCE, FRAMES, KEYS, NOT_ANNOTATED, PER_FRAME, REVIEWED, Session, SessionWriter
+from crew2.data.session import (
+    BOX_SOURCE,
+    COMMITTED,
+    FRAMES,
+    KEYS,
+    NOT_ANNOTATED,
+    PER_FRAME,
+    REVIEWED,
+    Session,
+    SessionWriter,
+)
 from crew2.errors import Crew2Error
 from crew2.outputs import check_output, whole
 
@@ -175,6 +185,9 @@ def validate(path: Path, on_frame: Callable[[], None] | None = None) -> list[str
         lengths = {name: len(f[name]) for name in PER_FRAME if name in f}
         if len(set(lengths.values())) > 1:
             problems.append(f"datasets differ in length ({lengths}): a frame was cut off by a crash")
+        stored = int(f[COMMITTED][0]) if COMMITTED in f else min(lengths.values(), default=0)
+        if stored - len(s) > s.meta.fps:  # more than a crash's last second: a truncated copy, a damaged disk
+            problems.append(f"only {len(s)} of {stored} frames are whole on disk: the rest is cut off")
         keys, times = s.keys(), s.times()
         if keys.shape[1] != len(s.meta.keys):
             problems.append(f"key vectors have {keys.shape[1]} entries for {len(s.meta.keys)} keys")
