@@ -265,6 +265,7 @@ def bench_carracing_cmd(
     tracks: Annotated[str, typer.Option(help="Held-out track seeds, comma-separated.")] = "1,2,3,4,5",
     train_seeds: Annotated[int, typer.Option(help="First seed of the recorded tracks.")] = 1000,
     fps: Annotated[float, typer.Option(help="crew2 record and drive frame rate.")] = 20.0,
+    drive_fps: Annotated[float | None, typer.Option(help="crew2 drive's control rate, if not --fps.")] = None,
     start_delay: Annotated[float, typer.Option(help="The expert's wait at each start, s (a person's).")] = 0.7,
     train_option: Annotated[list[str] | None, typer.Option(help="An extra crew2 train option (repeatable).")] = None,
     takeover_rounds: Annotated[int, typer.Option(
@@ -284,7 +285,7 @@ def bench_carracing_cmd(
     except ValueError:
         raise Crew2Error(f"--tracks must be comma-separated integers, not '{tracks}'") from None
     cfg = CarRacingConfig(out=out_dir, minutes=minutes, test_seeds=seeds, train_seeds=train_seeds, fps=fps,
-                          start_delay=start_delay, train_options=tuple(train_option or ()),
+                          drive_fps=drive_fps, start_delay=start_delay, train_options=tuple(train_option or ()),
                           takeover_rounds=takeover_rounds, takeover_tracks=takeover_tracks)
     with out.status("") as status:
         result = run(cfg, on_stage=lambda s: (status.update(s), out.print(f"[dim]{s}[/]")))

@@ -61,6 +61,9 @@ def load_profile(name_or_path: str | Path) -> KeyProfile:
         raise Crew2Error(f"no key profile '{name_or_path}': give a YAML file or one of {shipped}")
     try:
         data = yaml.safe_load(path.read_text())
+        if unknown := set(data) - {"name", "keys", "roles"}:  # a typo ("role:") would otherwise do nothing
+            raise Crew2Error(f"{path}: unknown key-profile field(s) {', '.join(sorted(map(str, unknown)))}: "
+                             "a profile has name, keys and roles")
         return KeyProfile(str(data.get("name", path.stem)), tuple(str(k).lower() for k in data["keys"]),
                           {str(r): str(k).lower() for r, k in (data.get("roles") or {}).items()})
     except (yaml.YAMLError, KeyError, TypeError, AttributeError) as e:

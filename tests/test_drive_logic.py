@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -283,6 +285,21 @@ def test_rules_file(tmp_path):
     assert Rules.load() == Rules(), "the shipped file says what the defaults say"
     path.write_text("ttc_brakes: 2.0\n")
     with pytest.raises(Crew2Error, match="unknown rule setting"):
+        Rules.load(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ttc_brake: fast\n", "ttc_brake: 'fast' is not a number"),  # loaded, then failed at the first obstacle
+    ("ttc_brake: .nan\n", "ttc_brake: nan is not a number"),
+    ("hold: -1\n", "hold: -1 is not a number >= 0"),
+    ("corridor: 3\n", "corridor: 3 is not a number from 0 to 1"),
+    ("steer_around: maybe\n", "steer_around: 'maybe' is not true or false"),
+    ("- ttc_brake\n", "not a rules file"),
+])
+def test_a_rules_file_that_cannot_work_is_refused_when_loaded(text, message, tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(Crew2Error, match=re.escape(message)):
         Rules.load(path)
 
 

@@ -53,6 +53,9 @@ def test_bad_profile_file_is_a_clear_error(tmp_path):
     path.write_text("just a string\n")
     with pytest.raises(Crew2Error, match="not a key profile"):
         load_profile(path)
+    path.write_text("name: mine\nkeys: [w, s]\nrole: {throttle: w}\n")  # a typo did nothing before
+    with pytest.raises(Crew2Error, match=r"unknown key-profile field.*role: a profile has name, keys and roles"):
+        load_profile(path)
 
 
 def test_unknown_key_names_on_the_command_line_exit_2():

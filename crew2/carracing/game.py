@@ -45,6 +45,28 @@ def _focus_own_window(pygame) -> None:
     dpy.close()
 
 
+class HowItWent:
+    """What a track's score does not say: how fast the car went, how long it had no wheel on the road or pointed
+    the wrong way, and how long the track took on the wall clock (a game slowed by a busy machine gives its
+    driver more decisions per game frame)."""
+
+    def __init__(self):
+        self.frames = self.offroad = self.wrong_way = 0
+        self.speed = 0.0
+
+    def add(self, expert: Expert, env) -> None:
+        off, speed = expert.where(env)
+        self.frames += 1
+        self.speed += speed
+        self.offroad += not any(wheel.tiles for wheel in env.car.wheels)
+        self.wrong_way += off > 1.5
+
+    def summary(self, wall_s: float) -> dict:
+        n = max(self.frames, 1)
+        return {"speed": round(self.speed / n, 1), "offroad_s": round(self.offroad / FPS, 1),
+                "wrong_way_s": round(self.wrong_way / FPS, 1), "wall_s": round(wall_s, 1)}
+
+
 def play(seeds: list[int], results: Path | None = None, expert: bool = False, wait: bool = False,
          minutes: float | None = None, start_delay: float = 0.0, frames: int = FRAMES,
          guard: float | None = None) -> list[dict]:
@@ -77,7 +99,7 @@ def play(seeds: list[int], results: Path | None = None, expert: bool = False, wa
                     clock.tick(FPS)
             driver, score, steps, done = Expert(), 0.0, 0, False
             gate = Guard(driver, FPS, grace_s=guard) if guard is not None else None
-            started = time.monotonic()
+            started, how = time.monotonic(), HowItWent()
             while not (done or quit_.is_set()) and (deadline is None or time.monotonic() < deadline):
                 if gate is not None:
                     if (keys := gate.keys(env.unwrapped)) is not None:
@@ -89,10 +111,12 @@ def play(seeds: list[int], results: Path | None = None, expert: bool = False, wa
                                else frozenset())
                 _, reward, terminated, truncated, _ = env.step(action_of(_pressed(pygame)))
                 score, steps, done = score + reward, steps + 1, terminated or truncated
+                how.add(driver, env.unwrapped)
             game = env.unwrapped
             record = {"seed": seed, "score": round(score, 1), "frames": steps, "tiles": game.tile_visited_count,
                       "of": len(game.track), "complete": bool(done),
-                      "driver": "expert" if expert else "guarded" if guard is not None else "keyboard"}
+                      "driver": "expert" if expert else "guarded" if guard is not None else "keyboard",
+                      **how.summary(time.monotonic() - started)}
             if gate is not None:
                 record.update(takeovers=gate.gate.takeovers, guarded_frames=gate.gate.frames)
             records.append(record)

@@ -24,6 +24,9 @@ PICTURE = (64, 36)  # width, height of the grey picture whose lower half (the ro
 MIN_SCENERY = 0.05  # share of the picture that must lie outside the obstacles' boxes to measure motion on it
 
 
+FRACTIONS = ("corridor", "horizon", "close_height", "min_height", "min_score")  # of the frame, or a score
+
+
 @dataclass(frozen=True)
 class Rules:
     corridor: float = 0.30
@@ -42,6 +45,20 @@ class Rules:
     beside: float = 0.6
     classes: tuple[str, ...] = ("car", "truck", "cone", "barrier")
 
+    def problems(self) -> list[str]:
+        """Every setting that cannot work, checked when the rules are loaded rather than at the first obstacle."""
+        found = []
+        for name, f in self.__dataclass_fields__.items():
+            v = getattr(self, name)
+            if f.type == "float" and (isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v)
+                                      or v < 0 or (name in FRACTIONS and v > 1)):
+                found.append(f"{name}: {v!r} is not a number {'from 0 to 1' if name in FRACTIONS else '>= 0'}")
+        if not isinstance(self.steer_around, bool):
+            found.append(f"steer_around: {self.steer_around!r} is not true or false")
+        if not all(isinstance(c, str) for c in self.classes):
+            found.append(f"classes: {list(self.classes)!r} is not a list of class names")
+        return found
+
     @staticmethod
     def load(path: str | Path | None = None) -> Rules:
         path = Path(path) if path else DEFAULT_RULES
@@ -49,12 +66,17 @@ class Rules:
             raise Crew2Error(f"{path}: no such rules file")
         try:
             data = yaml.safe_load(path.read_text()) or {}
-            unknown = set(data) - set(Rules.__dataclass_fields__)
-            if unknown:
-                raise Crew2Error(f"{path}: unknown rule setting(s) {', '.join(sorted(unknown))}")
-            return Rules(**{**data, "classes": tuple(data.get("classes", Rules.classes))})
-        except (yaml.YAMLError, TypeError) as e:
+        except yaml.YAMLError as e:
             raise Crew2Error(f"{path}: not a rules file ({e})") from e
+        if not isinstance(data, dict):
+            raise Crew2Error(f"{path}: not a rules file (it holds settings as 'name: value' lines)")
+        if unknown := set(data) - set(Rules.__dataclass_fields__):
+            raise Crew2Error(f"{path}: unknown rule setting(s) {', '.join(sorted(map(str, unknown)))}")
+        classes = data.get("classes", Rules.classes)
+        rules = Rules(**{**data, "classes": tuple(classes) if isinstance(classes, list | tuple) else (classes,)})
+        if found := rules.problems():
+            raise Crew2Error(f"{path}: {'; '.join(found)}")
+        return rules
 
 
 @dataclass
