@@ -61,7 +61,8 @@ def load_profile(name_or_path: str | Path) -> KeyProfile:
         raise Crew2Error(f"no key profile '{name_or_path}': give a YAML file or one of {shipped}")
     try:
         data = yaml.safe_load(path.read_text())
-        if unknown := set(data) - {"name", "keys", "roles"}:  # a typo ("role:") would otherwise do nothing
+        unknown = set(data) - {"name", "keys", "roles"} if isinstance(data, dict) else set()
+        if unknown:  # a typo ("role:") would otherwise do nothing
             raise Crew2Error(f"{path}: unknown key-profile field(s) {', '.join(sorted(map(str, unknown)))}: "
                              "a profile has name, keys and roles")
         return KeyProfile(str(data.get("name", path.stem)), tuple(str(k).lower() for k in data["keys"]),
