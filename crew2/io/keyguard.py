@@ -30,7 +30,8 @@ class KeyGuard:
             command += ["--display", display]
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, start_new_session=True)
         self._fd = self.proc.stdin.fileno()
-        os.set_blocking(self._fd, False)  # a beat never waits, whatever the guard is doing
+        if hasattr(os, "set_blocking"):  # Windows has it for pipes from Python 3.12 on
+            os.set_blocking(self._fd, False)  # a beat never waits, whatever the guard is doing
 
     def __enter__(self) -> KeyGuard:
         return self
