@@ -85,3 +85,13 @@ def test_demo_end_to_end_in_a_short_mode():
     assert "crew2-sim-t.onnx on held-out seeds" in run.stdout and "mean" in run.stdout
     assert "the expert autopilot on the same seeds" in run.stdout
     assert "crash prevention: the obstacle head was trained (validation mAP50 0.052): box rules on" in run.stdout
+
+
+def test_every_code_folder_is_a_package_an_install_carries():
+    """`pip install .` takes the packages setuptools finds: a folder of modules without __init__.py (crew2/io was
+    one) works from a clone and is missing from every install."""
+    from setuptools import find_packages
+
+    found = {p.replace(".", "/") for p in find_packages(str(ROOT), include=["crew2", "crew2.*"])}
+    folders = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "crew2").rglob("*.py")}
+    assert folders <= found, f"not packages: {sorted(folders - found)}"
