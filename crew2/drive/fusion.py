@@ -50,8 +50,8 @@ class Rules:
         found = []
         for name, f in self.__dataclass_fields__.items():
             v = getattr(self, name)
-            if f.type == "float" and (isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v)
-                                      or v < 0 or (name in FRACTIONS and v > 1)):
+            number = isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+            if isinstance(f.default, float) and not (number and v >= 0 and (name not in FRACTIONS or v <= 1)):
                 found.append(f"{name}: {v!r} is not a number {'from 0 to 1' if name in FRACTIONS else '>= 0'}")
         if not isinstance(self.steer_around, bool):
             found.append(f"steer_around: {self.steer_around!r} is not true or false")
