@@ -50,6 +50,14 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Crew2Error as e:
             err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as e:  # a full disk, a folder that is a file, no permission: the system's words, one line
+            where = f"{e.filename}: " if e.filename else ""
+            err.print(f"[red]error:[/red] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except MemoryError:
+            err.print("[red]error:[/red] not enough memory for that (a smaller --width, --batch or fewer frames)",
+                      highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
 
     return wrapper
 

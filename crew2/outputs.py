@@ -76,6 +76,7 @@ def whole(path: Path) -> Iterator[Path]:
     a full disk leaves the old file (or none), never half a new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.part{path.suffix}")  # the suffix kept: video writers go by it
+    tmp.unlink(missing_ok=True)  # left by a crash: crew2's own temporary name
     try:
         yield tmp
         tmp.replace(path)

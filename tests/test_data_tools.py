@@ -98,6 +98,13 @@ def test_validate_finds_problems_and_passes_sound_files(tmp_path):
     with h5py.File(broken, "a") as f:
         f["frames"][4] = np.frombuffer(b"garbage", np.uint8)
     assert any("do not decode" in p for p in validate(broken))
+    flipped = make_session(tmp_path / "flipped.h5", 10)
+    with h5py.File(flipped, "a") as f:
+        blob = f["frames"][6].copy()
+        blob[len(blob) // 2: len(blob) // 2 + 40] ^= 0x5A  # inside the entropy-coded data: still decodes
+        f["frames"][6] = blob
+    assert Session(flipped).frame(6).shape == (36, 64, 3), "the damage still decodes"
+    assert any("checksum" in p and "first at 6" in p for p in validate(flipped))
     (tmp_path / "junk.h5").write_bytes(b"junk")
     assert "not a readable crew2 session" in validate(tmp_path / "junk.h5")[0]
     result = cli("data", "validate", str(good), str(broken))

@@ -19,7 +19,9 @@ frame reads.
 from __future__ import annotations
 
 import json
+import shutil
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +36,10 @@ from crew2.keys import KeyProfile
 
 FORMAT_VERSION = 1
 FRAMES, KEYS, TIME, BOXES, BOX_SOURCE = "frames", "keys", "time", "boxes", "box_source"
-PER_FRAME = (FRAMES, KEYS, TIME, BOXES, BOX_SOURCE)  # the datasets with one entry per frame
+CRC = "crc"  # CRC-32 of each frame's JPEG bytes: damage that still decodes is found (files before it have none)
+PER_FRAME = (FRAMES, KEYS, TIME, BOXES, BOX_SOURCE, CRC)  # the datasets with one entry per frame
+RESERVE = 16 * 2**20  # bytes a writer leaves free on the disk
+CHECK_EVERY = 2**18  # bytes of frames between checks of the free space (a statvfs call: microseconds)
 COMMITTED = "committed"  # (1,) frames known complete on disk, written with every flush
 NOT_ANNOTATED, SIM_TRUTH, TEACHER, REVIEWED = range(4)
 CHUNK = 256  # frames per HDF5 chunk of the small per-frame datasets
@@ -84,11 +89,13 @@ def decode(blob: np.ndarray) -> np.ndarray:
 class SessionWriter:
     """Appends frames to a new session file; flushes at least every `flush_every` seconds."""
 
-    def __init__(self, path: str | Path, meta: SessionMeta, flush_every: float = 1.0):
+    def __init__(self, path: str | Path, meta: SessionMeta, flush_every: float = 1.0, reserve: int = RESERVE):
         self.path = Path(path)
         if self.path.exists():
             raise Crew2Error(f"{self.path} exists already: choose another name (nothing was overwritten)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.reserve, self.unchecked, self.n = reserve, 0, 0
+        self.check_space()
         meta.created = meta.created or datetime.now(UTC).isoformat(timespec="seconds")
         self.meta, self.flush_every = meta, flush_every
         self.f = h5py.File(self.path, "w", libver="latest")
@@ -98,11 +105,11 @@ class SessionWriter:
         self.f.create_dataset(TIME, (0,), maxshape=(None,), dtype=np.float64, chunks=(CHUNK,))
         self.f.create_dataset(BOXES, (0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.float32), chunks=(CHUNK,))
         self.f.create_dataset(BOX_SOURCE, (0,), maxshape=(None,), dtype=np.uint8, chunks=(CHUNK,))
+        self.f.create_dataset(CRC, (0,), maxshape=(None,), dtype=np.uint32, chunks=(CHUNK,))
         self.f.create_dataset(COMMITTED, data=np.zeros(1, np.int64))
         for name, value in asdict(meta).items():
             self.f.attrs[name] = json.dumps(value) if isinstance(value, list | dict) or value is None else value
         self.f.swmr_mode = True  # from here on a reader (or a crash) always sees a consistent file
-        self.n = 0
         self.last_flush = time.monotonic()
 
     def append(self, jpeg: np.ndarray, keys: np.ndarray, t: float, boxes: np.ndarray | None = None,
@@ -116,9 +123,21 @@ class SessionWriter:
         self.f[TIME][i] = t
         self.f[BOXES][i] = np.zeros(0, np.float32) if boxes is None else np.asarray(boxes, np.float32).reshape(-1)
         self.f[BOX_SOURCE][i] = box_source if boxes is not None else NOT_ANNOTATED
+        self.f[CRC][i] = zlib.crc32(jpeg)
         self.n += 1
-        if time.monotonic() - self.last_flush >= self.flush_every:
+        self.unchecked += len(jpeg)
+        if time.monotonic() - self.last_flush >= self.flush_every or self.unchecked > CHECK_EVERY:
             self.flush()
+            self.check_space()
+
+    def check_space(self) -> None:
+        """Stop, with every frame so far flushed and kept, while the disk still has `reserve` bytes: HDF5 on a
+        full disk fails half-way through a write and leaves a file it cannot close."""
+        self.unchecked = 0
+        free = shutil.disk_usage(self.path.parent).free
+        if free < self.reserve:
+            raise Crew2Error(f"the disk of {self.path} is almost full ({free / 2**20:.0f} MiB free): stopped after "
+                             f"{self.n} frames, all kept")
 
     def truncate(self, n: int) -> None:
         """Keep only the first n frames (discarding the last seconds of a recording)."""
@@ -158,6 +177,7 @@ class Session:
                 raise Crew2Error(f"{self.path}: truncated ({size} of {expected} bytes): copy it again or "
                                  "record it again")
             self.meta = _read_meta(f, self.path)
+            _check_layout(f, self.meta, self.path)
             self.n = _complete_frames(f)
         except Crew2Error:
             raise
@@ -185,6 +205,10 @@ class Session:
 
     def frame(self, i: int) -> np.ndarray:
         return decode(self.f[FRAMES][i])
+
+    def intact(self, i: int) -> bool | None:
+        """Whether frame i's JPEG bytes are those that were recorded; None for a file without checksums."""
+        return None if CRC not in self.f else zlib.crc32(self.f[FRAMES][i]) == int(self.f[CRC][i])
 
     def keys(self) -> np.ndarray:
         return self.f[KEYS][: self.n]
@@ -225,6 +249,21 @@ def _complete_frames(f: h5py.File) -> int:
         if not whole:
             n = i
     return n
+
+
+def _check_layout(f: h5py.File, meta: SessionMeta, path: Path) -> None:
+    """The datasets' shapes and types are those SessionWriter makes: anything else is not a crew2 session."""
+    keys, time_, frames = f[KEYS], f[TIME], f[FRAMES]
+    wrong = [name for name, ok in (
+        (KEYS, keys.ndim == 2 and keys.shape[1] == len(meta.keys) and keys.dtype.kind in "uib"),
+        (TIME, time_.ndim == 1 and time_.dtype.kind == "f"),
+        (FRAMES, frames.ndim == 1 and h5py.check_vlen_dtype(frames.dtype) == np.uint8),
+        (BOXES, BOXES not in f or h5py.check_vlen_dtype(f[BOXES].dtype) is not None),
+    ) if not ok]
+    if wrong:
+        raise Crew2Error(f"{path}: not a crew2 session (dataset {', '.join(wrong)} has the wrong shape or type)")
+    if not isinstance(meta.fps, int | float) or not meta.fps > 0 or not isinstance(meta.keys, list):
+        raise Crew2Error(f"{path}: not a crew2 session (bad fps or keys attribute)")
 
 
 def _read_meta(f: h5py.File, path: Path) -> SessionMeta:

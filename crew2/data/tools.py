@@ -195,12 +195,14 @@ def validate(path: Path, on_frame: Callable[[], None] | None = None) -> list[str
             problems.append("key vectors hold values other than 0 and 1")
         if len(times) > 1 and not np.all(np.diff(times) > 0):
             problems.append(f"timestamps go backwards or repeat at {int(np.argmin(np.diff(times)))}")
-        bad_frames = []
+        bad_frames, changed = [], []
         for i in range(len(s)):
             try:
                 frame = s.frame(i)
                 if frame.shape != (s.meta.height, s.meta.width, 3):
                     bad_frames.append(i)
+                elif s.intact(i) is False:  # decodes, to the wrong pixels
+                    changed.append(i)
             except Exception:  # a damaged frame fails in many ways; each is a bad frame
                 bad_frames.append(i)
             b = s.boxes(i)
@@ -214,6 +216,9 @@ def validate(path: Path, on_frame: Callable[[], None] | None = None) -> list[str
         if bad_frames:
             problems.append(f"{len(bad_frames)} frame(s) do not decode to {s.meta.width}x{s.meta.height}, "
                             f"first at {bad_frames[0]}")
+        if changed:
+            problems.append(f"{len(changed)} frame(s) decode but their bytes are not those recorded (checksum), "
+                            f"first at {changed[0]}")
     except Exception as e:  # HDF5 reports damage as OSError, KeyError, RuntimeError, ...
         problems.append(f"unreadable past what is listed ({type(e).__name__}: {e})")
     finally:
@@ -323,7 +328,9 @@ def merge(paths: list[Path], out: Path) -> int:
                              f"{first.keys} at {first.width}x{first.height}: only like sessions merge")
     meta = first.__class__(**{**first.__dict__, "source": "merged", "created": ""})
     offset = 0.0
-    with SessionWriter(out, meta) as w:
+    if out.exists():
+        raise Crew2Error(f"{out} exists already: choose another name (nothing was overwritten)")
+    with whole(out) as part, SessionWriter(part, meta) as w:
         for s in sessions:
             times = s.times()
             for i in range(len(s)):

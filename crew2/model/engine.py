@@ -125,7 +125,15 @@ class OnnxEngine:
         meta = self.session.get_modelmeta().custom_metadata_map
         if "crew2" not in meta:
             raise Crew2Error(f"{path}: an ONNX model, but not one exported by crew2 (no crew2 metadata)")
-        self.info = ModelInfo.from_json(meta["crew2"])
+        try:
+            self.info = ModelInfo.from_json(meta["crew2"])
+            assert len(self.info.keys) == len(self.info.thresholds) and self.info.frames >= 1
+        except Exception as e:  # bad JSON, missing or wrong fields: json, TypeError, KeyError, ...
+            raise Crew2Error(f"{path}: its crew2 metadata is damaged ({type(e).__name__}: {e})") from e
+        outputs = self.session.get_outputs()
+        if len(outputs) != 2 or len(self.session.get_inputs()) != 1:
+            raise Crew2Error(f"{path}: not a crew2 graph ({len(outputs)} outputs; crew2 exports key probabilities "
+                             "and boxes)")
         self.input = self.session.get_inputs()[0].name
         self.conf, self.iou = conf, iou
 

@@ -57,6 +57,8 @@ class RecordConfig:
             raise Crew2Error(f"--quality must be between 50 and 100, not {self.quality}")
         if self.width < 32 or self.height < 18:
             raise Crew2Error(f"frame size {self.width}x{self.height} is too small: use at least 32x18")
+        if self.width > 4096 or self.height > 4096:  # a network input, not a screenshot: 256x144 is the default
+            raise Crew2Error(f"frame size {self.width}x{self.height} is too large: use at most 4096x4096")
         if self.source == "window" and not self.window:
             raise Crew2Error("--source window needs --window TITLE (a part of the game window's title)")
         if self.source == "sim" and self.seconds is None and self.frames is None:

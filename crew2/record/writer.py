@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crew2.data.session import NOT_ANNOTATED, SessionMeta, SessionWriter, encode
+from crew2.errors import Crew2Error
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class BackgroundWriter:
     def submit(self, sample: Sample, block: bool = False) -> bool:
         """Queue a sample; False (and counted as dropped) if the queue is full and not `block`."""
         if self.error is not None:
-            raise RuntimeError("the session writer failed") from self.error
+            raise self.failure()
         try:
             self.queue.put(sample, block=block)
             return True
@@ -73,13 +74,24 @@ class BackgroundWriter:
                                         item.box_source)
         except BaseException as e:  # reported to the capture loop by submit() and close()
             self.error = e
-            log.exception("session writer failed")
+            log.debug("session writer failed", exc_info=True)
 
     def close(self) -> None:
         """Write everything queued, then close the file. Safe to call twice."""
         if self.thread.is_alive():
             self.queue.put(_CLOSE)
             self.thread.join()
-        self.session.close()
+        try:
+            self.session.close()
+        except OSError as e:  # the last flush on a full disk: what was flushed before stays
+            self.error = self.error or e
         if self.error is not None:
-            raise RuntimeError(f"the session writer failed: {self.error}") from self.error
+            raise self.failure()
+
+    def failure(self) -> Crew2Error:
+        e = self.error
+        if isinstance(e, Crew2Error):  # says itself what happened to the file
+            return e
+        why = f"{e.strerror}" if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        return Crew2Error(f"writing {self.session.path} failed after {self.session.n} frames ({why}); "
+                          "the frames written before it are kept")
