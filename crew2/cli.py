@@ -852,7 +852,8 @@ def drive(
     result = drive_live(config, model)
     s = result.stats
     out.print(f"drove {s.steps} frames in {s.elapsed:.1f} s ({s.steps / max(s.elapsed, 1e-9):.1f} fps), {s.late} late, "
-              f"{s.bad_frames} bad frames, {s.watchdog_releases} watchdog releases; all keys released", soft_wrap=True)
+              f"{s.bad_frames} bad frames, {s.blind_frames} black or frozen, {s.watchdog_releases} watchdog releases; "
+              "all keys released", soft_wrap=True)
     if config.takeover and config.source != "sim":
         out.print(f"you took over {s.takeovers} time(s) and drove {s.person_steps} frames "
                   f"({s.person_steps / max(s.steps, 1):.0%})", highlight=False)
@@ -883,14 +884,21 @@ def drive_live(config, model, title: str = "", control=None):
     live = Live(console=out, refresh_per_second=10, transient=True)
     shown = [0.0]
 
-    def on_frame(entry) -> None:
-        telemetry.add(entry)
+    def show() -> None:
         if time.monotonic() - shown[0] > 0.1 and (snap := telemetry.snapshot()) is not None:
             live.update(Group(title, render(snap)) if title else render(snap))
             shown[0] = time.monotonic()
 
+    def on_frame(entry) -> None:
+        telemetry.add(entry)
+        show()
+
+    def on_skip(why: str) -> None:
+        telemetry.skip(why)
+        show()
+
     with live:
-        return run_drive(config, on_frame=on_frame, engine=model, control=control,
+        return run_drive(config, on_frame=on_frame, on_skip=on_skip, engine=model, control=control,
                          on_countdown=lambda left: live.update(f"driving starts in {left:.0f} s: switch to the game"))
 
 

@@ -116,6 +116,28 @@ def test_garbage_frames_never_crash_the_loop():
     assert stats.steps == 12 and stats.bad_frames >= 2 and released_everything(sender)
 
 
+def test_black_or_frozen_pictures_press_nothing_until_the_game_shows_again():
+    def drive(frames, grabs):
+        """A 20 fps drive (not real time) over `grabs` frames: the sender, and per driven frame whether W is down."""
+        source, sender, down = FrameSource(frames), RecordingSender(), []
+        source.grab = lambda grab=source.grab: (grab(), setattr(source, "done", source.i >= grabs))[0]
+        stats = drive_loop(source, ScriptedEngine(), decoder(), sender, fps=20, realtime=False,
+                           on_frame=lambda log: down.append("w" in sender.down))
+        return sender, down, stats
+
+    sender, down, stats = drive([np.zeros((36, 64, 3), np.uint8)], 50)  # a loading screen
+    assert not [e for e in sender.events if e[0] == "press"] and stats.blind_frames == 50 and not down
+    rng = np.random.default_rng(1)
+    moving = [rng.integers(0, 256, (36, 64, 3), dtype=np.uint8) for _ in range(7)]
+    sender, down, stats = drive(moving, 100)
+    assert all(down) and stats.blind_frames == 0, "a picture that changes is driven throughout"
+    # A picture that stands still with W down: driven for the first frame and 1 s more (21 frames), nothing for
+    # 3 s (60 frames), then keys are tried again.
+    sender, down, stats = drive([np.full((36, 64, 3), 120, np.uint8)], 150)
+    assert len(down) == 21 + 21 and stats.blind_frames == 60 + 48 and all(down)
+    assert [kind for kind, key, _ in sender.events if key == "w"] == ["press", "release"] * 2
+
+
 def test_sigterm_to_a_driving_child_releases_its_keys(tmp_path):
     events = tmp_path / "events.jsonl"
     script = f"""
@@ -167,6 +189,12 @@ def test_telemetry_renders_a_snapshot():
     console = Console(width=120, record=True)
     console.print(render(agg.snapshot()))
     assert "YOU DRIVE (takeover 3: A)" in console.export_text(), "who drives is shown"
+    for why in ("black", "black", "frozen"):
+        agg.skip(why)
+    console = Console(width=140, record=True)
+    console.print(render(agg.snapshot()))
+    text = console.export_text()
+    assert "NO KEYS: the picture stands still under throttle" in text and "black 2   frozen 1" in text
 
 
 def test_closed_loop_sim_drive_moves_the_car():

@@ -17,6 +17,7 @@ from crew2.drive.takeover import Takeover
 from crew2.errors import Crew2Error
 from crew2.io.control import Control
 from tests.drive_helpers import INFO, ScriptedEngine
+from tests.x11_helpers import Animate
 
 
 class Keyboard:
@@ -114,7 +115,8 @@ def test_takeover_end_to_end_under_xvfb(xvfb, tmp_path):
     thread = threading.Thread(target=person)
     thread.start()
     try:
-        result = drive(cfg, control=control, engine=ScriptedEngine())
+        with Animate(xvfb, win.id):
+            result = drive(cfg, control=control, engine=ScriptedEngine())
     finally:
         thread.join()
         for key in "wasd":

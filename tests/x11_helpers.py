@@ -30,3 +30,38 @@ def tap(dpy, key: str) -> None:
     x11.send_key(dpy, key, down=True)
     time.sleep(0.15)
     x11.send_key(dpy, key, down=False)
+
+
+class Animate:
+    """Repaints a window in a new shade every `period` seconds from its own connection, as a game's picture
+    moves (crew2 drives no keys into a picture that stands still under throttle)."""
+
+    def __init__(self, display: str, window_id: int, period: float = 0.03):
+        import threading
+
+        self.display, self.window_id, self.period = display, window_id, period
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Animate:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+    def _run(self) -> None:
+        dpy = x11.open_display(self.display)
+        try:
+            win = dpy.create_resource_object("window", self.window_id)
+            shade = 0
+            while not self.stop.wait(self.period):
+                shade = (shade + 37) % 200
+                gc = win.create_gc(foreground=(shade << 16) | (shade << 8) | shade)
+                geometry = win.get_geometry()
+                win.fill_rectangle(gc, 0, 0, geometry.width, geometry.height)
+                gc.free()
+                dpy.sync()
+        finally:
+            dpy.close()

@@ -56,6 +56,7 @@ class DriveStats:
     steps: int = 0
     late: int = 0
     bad_frames: int = 0
+    blind_frames: int = 0  # black or frozen pictures: no keys (`Blindness`)
     watchdog_releases: int = 0
     elapsed: float = 0.0
     takeovers: int = 0
@@ -75,6 +76,41 @@ def as_frame(frame, size: tuple[int, int]) -> np.ndarray | None:
     if (a.shape[1], a.shape[0]) != size:
         a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(a)
+
+
+class Blindness:
+    """A picture that shows nothing to drive by: black (a loading screen), or the same picture for `frozen_s` while
+    throttle is pressed (a paused or hung game, a capture that returns its last image; a car standing on the brake
+    may see a still picture). No keys then, until the picture changes, or for `retry_s` before keys are tried again
+    (a game that ignores keys for a while)."""
+
+    def __init__(self, frozen_s: float = 1.0, retry_s: float = 3.0):
+        self.frozen_s, self.retry_s = frozen_s, retry_s
+        self.last: np.ndarray | None = None
+        self.still_since: float | None = None  # the picture has not changed, with keys down, since
+        self.frozen_at: float | None = None
+
+    def __call__(self, frame: np.ndarray, now: float, pressing: bool) -> str | None:
+        """"black", "frozen" or None (drive) for this frame; `pressing`: throttle was down since the last frame."""
+        thumb = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA)
+        same = self.last is not None and np.abs(thumb.astype(np.int16) - self.last).max() <= 2
+        self.last = thumb.astype(np.int16)
+        if thumb.max() < 16:
+            return "black"
+        if not same:
+            self.still_since = self.frozen_at = None
+            return None
+        if self.frozen_at is not None:
+            if now - self.frozen_at < self.retry_s:
+                return "frozen"
+            self.frozen_at = self.still_since = None  # try the keys again
+            return None
+        if pressing:
+            self.still_since = now if self.still_since is None else self.still_since
+            if now - self.still_since >= self.frozen_s:
+                self.frozen_at = now
+                return "frozen"
+        return None
 
 
 class Watchdog:
@@ -116,7 +152,7 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                control: Control | None = None, on_frame: Callable[[FrameLog], None] | None = None,
                poll: Callable[[], None] | None = None, takeover: Takeover | None = None,
                clock: Callable[[], float] = time.perf_counter, outside: Callable[[], None] | None = None,
-               stale: float = 0.5) -> DriveStats:
+               stale: float = 0.5, on_skip: Callable[[str], None] | None = None) -> DriveStats:
     """Drive until `control.stop`, `max_steps`, the source running dry, Ctrl+C or SIGTERM. `rules` None turns crash
     prevention off; `box_rules` False hides the network's boxes from it (an untrained obstacle head), so that only
     its rule without boxes acts (going around when the car stands; standing is then judged on the whole picture).
@@ -124,6 +160,8 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
     (`takeover`, read right after each grab) and at the end.
     `poll` runs once per iteration before keys go out (hotkeys that pause or stop through `control`). A frame whose
     grab began more than `stale` seconds ago (a hung capture) counts as bad: keys are released, nothing decided.
+    A black picture, or one that does not change while throttle is down, gets no keys (see Blindness). `on_skip` hears
+    of every frame not driven, with why: "bad" (not an image, or stale), "black" or "frozen".
     `outside` gets every heartbeat (see Watchdog)."""
     info = engine.info
     control = control or Control()
@@ -133,6 +171,7 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
     history: deque[np.ndarray] = deque(maxlen=info.frames)
     recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=2)  # the last two (`picture`, `scenery`)s
     fusion_state = FusionState()
+    blindness, ticks = Blindness(), 0
     pacer, timer, start = Pacer(fps, clock), StageTimer(clock), clock()
     try:
         with stop_on_signals(control.stop), Watchdog(sender, watchdog, stats, outside) as dog:
@@ -148,17 +187,23 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                 timer.lap("capture")
                 if realtime:
                     source.expect(pacer.next_tick)
-                now_s = clock() - start if realtime else stats.steps / fps
+                ticks += 1
+                now_s = clock() - start if realtime else (ticks - 1) / fps
                 in_front = focused() and not control.paused.is_set()  # else keys typed elsewhere are no takeover
                 person = takeover is not None and in_front and takeover.update(now_s, sender.down)
                 if person:
                     sender.release_all()  # the person drives from this frame on: nothing of the model's stays down
                 frame = as_frame(raw, info.size)
                 hung = realtime and source.frame_started and time.perf_counter() - source.frame_started > stale
-                if frame is None or hung:
-                    stats.bad_frames += 1
+                blind = None if frame is None or hung else blindness(frame, now_s,
+                                                                     info.roles.get("throttle") in sender.down)
+                if frame is None or hung or blind:
+                    stats.bad_frames += not blind
+                    stats.blind_frames += bool(blind)
                     sender.release_all()
                     dog.heartbeat()
+                    if on_skip is not None:
+                        on_skip(blind or "bad")
                     continue
                 history.append(frame)
                 while len(history) < info.frames:

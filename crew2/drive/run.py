@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,8 +103,9 @@ def box_rules(setting: str, info: ModelInfo) -> tuple[bool, str]:
 
 def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
           on_countdown: Callable[[float], None] | None = None, control: Control | None = None,
-          engine: Engine | None = None) -> DriveResult:
-    """Drive with `cfg`; `engine`, when the caller has already loaded the model, is used as is."""
+          engine: Engine | None = None, on_skip: Callable[[str], None] | None = None) -> DriveResult:
+    """Drive with `cfg`; `engine`, when the caller has already loaded the model, is used as is. `on_skip`: see
+    `drive_loop`."""
     engine = engine or load_engine(cfg.weights, cfg.engine)
     info = engine.info
     decoder = KeyDecoder(info.keys, info.roles, info.thresholds, DecoderConfig())
@@ -153,10 +155,15 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
             hooks.append(lambda entry: window_view(entry, time.monotonic()))
         countdown(cfg.countdown, on_countdown)  # time to switch to the game before any key goes out
         max_steps = None if cfg.seconds is None else int(cfg.seconds * cfg.fps)
+        if realtime and cfg.seconds is not None:  # frames not driven (a black picture) do not count as steps
+            timer = threading.Timer(cfg.seconds, control.stop.set)
+            timer.daemon = True
+            timer.start()
+            stack.callback(timer.cancel)
         stats = drive_loop(source, engine, decoder, sender, fps=cfg.fps, rules=rules, box_rules=boxes_on,
                            max_steps=max_steps, realtime=realtime, focused=focused, dry_run=cfg.dry_run,
                            control=control, on_frame=lambda entry: [hook(entry) for hook in hooks], poll=hotkeys.poll,
-                           takeover=takeover, outside=outside)
+                           takeover=takeover, outside=outside, on_skip=on_skip)
         return DriveResult(stats, source.metrics if cfg.source == "sim" else None)
 
 

@@ -27,13 +27,14 @@ class Snapshot:
     closest_ttc: float | None
     rules: dict[str, int]  # rule -> frames it fired in
     late: int
-    bad_frames: int
+    skipped: dict[str, int]  # frames not driven, by why: bad, black, frozen
     steps: int
     sending: bool
     crash_prevention: str = ""  # what crash prevention acts on (`run.box_rules`'s line); "" when it is off
     driver: str = "model"  # "person" while the person has taken over
     person: list[str] = field(default_factory=list)  # their keys down
     takeovers: int = 0
+    blind: str | None = None  # why the latest frame was not driven ("black", "frozen", "bad"); None: driven
 
 
 @dataclass
@@ -45,13 +46,20 @@ class Aggregator:
     window: deque = field(default_factory=lambda: deque(maxlen=200))
     rules: Counter = field(default_factory=Counter)
     late: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    blind: str | None = None
+
+    def skip(self, why: str) -> None:
+        self.skipped[why] += 1
+        self.blind = why
 
     def add(self, log: FrameLog) -> None:
+        self.blind = None
         self.window.append(log)
         self.rules.update({h.rule for h in log.hits})
         self.late += log.late
 
-    def snapshot(self, bad_frames: int = 0) -> Snapshot | None:
+    def snapshot(self) -> Snapshot | None:
         if not self.window:
             return None
         logs = list(self.window)
@@ -64,9 +72,9 @@ class Aggregator:
         return Snapshot(fps=(len(logs) - 1) / span if span > 0 else 0.0, target_fps=self.target_fps,
                         latency_ms=latency, keys=self.keys, probs=last.probs, thresholds=self.thresholds,
                         pressed=last.pressed, obstacles=last.obstacles, closest_ttc=last.closest_ttc,
-                        rules=dict(self.rules), late=self.late, bad_frames=bad_frames, steps=last.step,
+                        rules=dict(self.rules), late=self.late, skipped=dict(self.skipped), steps=last.step,
                         sending=last.sent, crash_prevention=self.crash_prevention, driver=last.driver,
-                        person=last.person, takeovers=last.takeovers)
+                        person=last.person, takeovers=last.takeovers, blind=self.blind)
 
 
 def bar(p: float, threshold: float, width: int = 20) -> Text:
@@ -79,15 +87,20 @@ def bar(p: float, threshold: float, width: int = 20) -> Text:
 
 
 def render(s: Snapshot) -> Group:
-    if s.driver == "person":
+    if s.blind is not None:
+        why = {"black": "the picture is black", "frozen": "the picture stands still under throttle"}.get(s.blind,
+                                                                                                    "no usable frame")
+        who, style = f"NO KEYS: {why}", "bold yellow"
+    elif s.driver == "person":
         who, style = f"YOU DRIVE (takeover {s.takeovers}: {'+'.join(s.person).upper() or 'no key'}); crew2 sends " \
                      "nothing until you let go", "bold cyan"
     elif s.sending:
         who, style = f"crew2 drives, takeovers {s.takeovers}", "bold"
     else:
         who, style = "HOLDING KEYS BACK (paused, dry run or game not in front)", "bold yellow"
-    head = Text(f"{s.fps:5.1f} / {s.target_fps:g} fps   step {s.steps}   late {s.late}   bad frames {s.bad_frames}   "
-                + who, style=style)
+    skipped = "   ".join(f"{why} {n}" for why, n in sorted(s.skipped.items()))
+    head = Text(f"{s.fps:5.1f} / {s.target_fps:g} fps   step {s.steps}   late {s.late}   "
+                f"{skipped or 'no frame skipped'}   {who}", style=style)
     keys = Table(title="keys", show_edge=False, pad_edge=False)
     for col in ("key", "p", "", "threshold", "down"):
         keys.add_column(col)
