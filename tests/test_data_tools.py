@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -133,6 +134,35 @@ def test_merge_concatenates_without_reencoding(tmp_path):
         w.append(encode(np.zeros((18, 32, 3), np.uint8), 90), np.zeros(4), 0.0)
     with pytest.raises(Crew2Error, match="only like sessions merge"):
         merge([a, other], tmp_path / "bad.h5")
+
+
+def test_merge_refuses_a_session_still_being_recorded(tmp_path):
+    live = tmp_path / "live.h5"
+    script = f"""
+import sys, time
+import numpy as np
+sys.path.insert(0, {str(ROOT)!r})
+from tests.test_data_tools import SessionMeta, SessionWriter, default_profile, encode
+meta = SessionMeta.for_profile(default_profile(), fps=20, width=64, height=36, source="sim")
+with SessionWriter({str(live)!r}, meta, flush_every=0.2) as w:
+    for i in range(10**6):
+        w.append(encode(np.full((36, 64, 3), i % 255, np.uint8), 90), np.zeros(4), i / 20)
+        if sys.stdin.readline().strip() == "stop":
+            break
+"""
+    writer = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, text=True)
+    try:
+        for _ in range(30):
+            writer.stdin.write("more\n")
+            writer.stdin.flush()
+            time.sleep(0.02)
+        time.sleep(0.5)
+        with pytest.raises(Crew2Error, match="still being recorded"):
+            merge([live], tmp_path / "m.h5")
+        assert not (tmp_path / "m.h5").exists()
+    finally:
+        writer.communicate("stop\n", timeout=30)
+    assert merge([live], tmp_path / "m.h5") == 31, "once closed, every frame merges"
 
 
 def test_mp4_has_every_frame(tmp_path):

@@ -194,6 +194,15 @@ class Session:
         except (OSError, RuntimeError) as e:  # h5py raises either, depending on the damage
             raise Crew2Error(f"{self.path}: not a readable crew2 session (corrupt or truncated HDF5: {e})") from e
 
+    def being_written(self, within: float = 5.0) -> bool:
+        """A recorder (or another writer) has it open now: HDF5 marks the file open for writing until it is closed,
+        and a live writer flushes at least every second (a crashed one leaves the mark but stops changing it)."""
+        try:
+            h5py.File(self.path, "r", libver="latest").close()
+            return False
+        except OSError as e:
+            return "already open for write" in str(e) and time.time() - self.path.stat().st_mtime < within
+
     @property
     def f(self) -> h5py.File:
         if self._f is None:

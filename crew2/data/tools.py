@@ -321,6 +321,9 @@ def merge(paths: list[Path], out: Path) -> int:
     """Concatenate sessions recorded with the same keys and resolution into one file; times continue
     where the previous session ended. Returns the number of frames."""
     sessions = [Session(p) for p in paths]
+    for s in sessions:
+        if s.being_written():
+            raise Crew2Error(f"{s.path} is still being recorded: merge it once its recording has stopped")
     first = sessions[0].meta
     for p, s in zip(paths, sessions, strict=True):
         if (s.meta.keys, s.meta.width, s.meta.height) != (first.keys, first.width, first.height):
