@@ -172,6 +172,11 @@ def test_mp4_has_every_frame(tmp_path):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     ok, frame = cap.read()
     assert ok and frame.shape == (72, 128, 3)
+    import av
+
+    with av.open(str(tmp_path / "v.mp4")) as video:  # H.264, which browsers and GitHub play (not MPEG-4 Part 2)
+        stream = video.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
 
 
 def test_data_commands_on_missing_or_corrupt_files_are_one_line(tmp_path):

@@ -77,6 +77,39 @@ def test_watchdog_releases_during_a_stall():
     assert released_everything(sender)
 
 
+def test_a_hung_capture_releases_the_keys_within_a_second():
+    """The capture thread stops returning (a hung X server or game): the loop keeps getting its last frame at once,
+    sees that frame's grab began too long ago, and releases every key."""
+    import contextlib
+    import threading
+
+    from crew2.io.capture import ThreadedCapture
+
+    hang, grabs, hung_at = threading.Event(), [0], []
+    rng = np.random.default_rng(2)
+
+    @contextlib.contextmanager
+    def grabber():
+        def grab_once():
+            grabs[0] += 1
+            if grabs[0] > 20:
+                hung_at.append(time.monotonic())
+                hang.wait(30)
+            return rng.integers(0, 256, (36, 64, 3), dtype=np.uint8)
+        yield grab_once
+
+    sender, control = RecordingSender(), Control()
+    threading.Timer(3.0, control.stop.set).start()
+    try:
+        with ThreadedCapture(grabber, "hanging") as source:
+            stats = drive_loop(source, ScriptedEngine(), decoder(), sender, fps=20, control=control)
+    finally:
+        hang.set()
+    releases = [t for kind, key, t in sender.events if kind == "release" and key == "w"]
+    assert stats.bad_frames > 0 and hung_at and releases and 0 < releases[0] - hung_at[0] < 1.0
+    assert released_everything(sender)
+
+
 def test_focus_guard_holds_keys_back():
     sender = RecordingSender()
     in_front = {"yes": False}

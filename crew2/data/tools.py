@@ -28,6 +28,7 @@ from crew2.data.session import (
 )
 from crew2.errors import Crew2Error
 from crew2.outputs import check_output, whole
+from crew2.video import Mp4Writer
 
 SPLITS = ("train", "val", "test")
 
@@ -371,10 +372,7 @@ def write_mp4(path: Path, out: Path, scale: int = 3, on_frame: Callable[[], None
     each: progress)."""
     s = Session(path)
     meta = s.meta
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), meta.fps,
-                             (meta.width * scale, meta.height * scale))
-    if not writer.isOpened():
-        raise Crew2Error(f"cannot write a video to {out}")
+    writer = Mp4Writer(out, meta.fps)
     try:
         keys = s.keys()
         for i in range(len(s)):
@@ -382,7 +380,7 @@ def write_mp4(path: Path, out: Path, scale: int = 3, on_frame: Callable[[], None
             if on_frame is not None:
                 on_frame()
     finally:
-        writer.release()
+        writer.close()
         s.close()
     return len(keys)
 

@@ -170,22 +170,14 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
 def _video(stack: contextlib.ExitStack, path: Path, fps: float, info,
            rules: Rules | None) -> Callable[[FrameLog], None]:
     """`--mp4`: every frame with the overlays of `--show` (boxes, corridor, keys, rules), at the control rate."""
-    import cv2
-
     from crew2.drive.overlay import draw
+    from crew2.video import Mp4Writer
 
-    writer: list[cv2.VideoWriter] = []
-    stack.callback(lambda: writer and writer[0].release())
+    writer = stack.enter_context(Mp4Writer(path, fps))
 
     def add(entry: FrameLog) -> None:
-        if entry.frame is None:
-            return
-        img = draw(entry, info.keys, info.thresholds, info.class_names, rules)
-        if not writer:
-            writer.append(cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, img.shape[1::-1]))
-            if not writer[0].isOpened():
-                raise Crew2Error(f"{path}: cannot write a video there")
-        writer[0].write(img)
+        if entry.frame is not None:
+            writer.write(draw(entry, info.keys, info.thresholds, info.class_names, rules))
     return add
 
 

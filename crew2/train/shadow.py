@@ -18,6 +18,7 @@ from crew2.detection.metrics import DetectionScore
 from crew2.errors import Crew2Error
 from crew2.model.engine import Engine, Prediction
 from crew2.train.metrics import confusion, key_metrics
+from crew2.video import Mp4Writer
 
 
 @dataclass
@@ -79,14 +80,12 @@ def shadow(engine: Engine, paths: list[Path], mp4: Path | None = None, label_off
                     if mp4 is not None:
                         image = side_by_side(inputs[j][:, :, -3:], info.keys, keys[i], pred,
                                              thresholds, info.class_names)
-                        if writer is None:
-                            writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), s.meta.fps,
-                                                     (image.shape[1], image.shape[0]))
+                        writer = writer or Mp4Writer(mp4, s.meta.fps)
                         writer.write(image)
             s.close()
     finally:
         if writer is not None:
-            writer.release()
+            writer.close()
     if not probs:
         raise Crew2Error("no frames to evaluate")
     p, y = np.stack(probs), np.stack(labels).astype(np.float32)
