@@ -272,8 +272,8 @@ def bench_carracing_cmd(
     minutes: Annotated[float, typer.Option(help="Minutes of the expert's play to record (the data budget).")] = 2.5,
     tracks: Annotated[str, typer.Option(help="Held-out track seeds, comma-separated.")] = "1,2,3,4,5",
     train_seeds: Annotated[int, typer.Option(help="First seed of the recorded tracks.")] = 1000,
-    fps: Annotated[float, typer.Option(help="crew2 record and drive frame rate.")] = 20.0,
-    drive_fps: Annotated[float | None, typer.Option(help="crew2 drive's control rate, if not --fps.")] = None,
+    fps: Annotated[float, typer.Option(help="crew2 record's frame rate.")] = 20.0,
+    drive_fps: Annotated[float | None, typer.Option(help="crew2 drive's control rate [default: its own].")] = None,
     start_delay: Annotated[float, typer.Option(help="The expert's wait at each start, s (a person's).")] = 0.7,
     train_option: Annotated[list[str] | None, typer.Option(help="An extra crew2 train option (repeatable).")] = None,
     takeover_rounds: Annotated[int, typer.Option(
@@ -801,7 +801,9 @@ def drive(
     window: Annotated[str | None, typer.Option(help="--source window: part of the game window's title.")] = None,
     region: Annotated[str | None, typer.Option(help="--source screen: LEFT,TOP,WIDTH,HEIGHT.")] = None,
     engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
-    fps: Annotated[float, typer.Option(help="Control rate, frames per second.")] = 20.0,
+    fps: Annotated[float | None, typer.Option(
+        help="Control rate, frames per second [default: 40 for a single-frame model on a window or the screen, "
+             "else 20]")] = None,
     fusion: Annotated[bool, typer.Option(help="Crash prevention on (--no-fusion to compare without).")] = True,
     rules: Annotated[Path | None, typer.Option(help="Your own crash-prevention rules (YAML).")] = None,
     box_rules: BoxRules = "auto",
@@ -876,10 +878,11 @@ def drive_live(config, model, title: str = "", control=None):
     from rich.console import Group
     from rich.live import Live
 
+    from crew2.drive.run import control_rate
     from crew2.drive.run import drive as run_drive
     from crew2.drive.telemetry import Aggregator, render
 
-    telemetry = Aggregator(model.info.keys, model.info.thresholds, config.fps,
+    telemetry = Aggregator(model.info.keys, model.info.thresholds, control_rate(config, model.info.frames),
                            crash_prevention_line(config, model.info) if config.fusion else "")
     live = Live(console=out, refresh_per_second=10, transient=True)
     shown = [0.0]

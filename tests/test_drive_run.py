@@ -17,7 +17,7 @@ from crew2.drive.evaluate import compare, model_episodes, parse_seeds, summary
 from crew2.drive.fusion import Hit, Rules
 from crew2.drive.loop import FrameLog
 from crew2.drive.overlay import CLASS_COLOURS, GREEN, RED, draw
-from crew2.drive.run import DriveConfig, box_rules, drive
+from crew2.drive.run import DriveConfig, box_rules, control_rate, drive
 from crew2.errors import Crew2Error
 from crew2.model.checkpoint import DetectorTraining
 from crew2.model.engine import Prediction
@@ -230,3 +230,13 @@ def test_threaded_capture_times_its_grabs_for_a_paced_reader():
     free_age, _, _ = ages(paced=False)
     assert paced_age < 0.025 < free_age, (paced_age, free_age)
     assert grabs <= 1.5 * reads + 2, "one grab per read, not a busy loop"
+
+
+def test_the_control_rate_defaults_to_fast_decisions_for_a_single_frame_model_on_a_real_time_game():
+    window = DriveConfig(weights=Path("m.onnx"), window="game")
+    assert control_rate(window, frames=1) == 40.0, "a real-time game does not wait: decide twice a recorded frame"
+    assert control_rate(window, frames=2) == 20.0, "a frame stack learnt the recording's frame interval"
+    assert control_rate(replace(window, source="sim"), frames=1) == 20.0, "the simulator steps with the decisions"
+    assert control_rate(replace(window, fps=15.0), frames=1) == 15.0
+    with pytest.raises(Crew2Error, match="--fps"):
+        replace(window, fps=0.5)

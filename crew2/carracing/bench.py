@@ -43,8 +43,8 @@ class CarRacingConfig:
     minutes: float = 2.5  # the data budget: wall-clock minutes of the expert's play that are recorded
     train_seeds: int = 1000  # recorded tracks are seeds train_seeds, train_seeds + 1, ... until the budget is spent
     test_seeds: tuple[int, ...] = (1, 2, 3, 4, 5)  # held-out tracks (never recorded)
-    fps: float = 20.0  # crew2 record and crew2 drive
-    drive_fps: float | None = None  # crew2 drive's control rate, if not `fps`
+    fps: float = 20.0  # crew2 record's
+    drive_fps: float | None = None  # crew2 drive's control rate; None: its default
     start_delay: float = 0.7  # the expert's wait at each start before pressing, as a person's
     train_options: tuple[str, ...] = ()  # passed to crew2 train after its defaults
     fusion: tuple[bool, ...] = (True, False)  # drive with crash prevention, then without
@@ -207,7 +207,8 @@ def drive_tracks(cfg: CarRacingConfig, stage: Stage, weights: Path, name: str, f
     game = stage.start(f"game-{name}", _game(cfg, seeds, results, "--wait", *guard))
     time.sleep(1.0)
     drive = stage.start(f"drive-{name}", [*CREW2, "drive", str(weights), "--source", "window", "--window",
-                                          TITLE, "--fps", str(cfg.drive_fps or cfg.fps), "--countdown", "0",
+                                          TITLE, *(("--fps", str(cfg.drive_fps)) if cfg.drive_fps else ()),
+                                          "--countdown", "0",
                                           "--log", str(drive_log),
                                           *(() if fusion else ("--no-fusion",)),
                                           *(("--corrections", str(corrections)) if corrections else ())])
@@ -308,7 +309,7 @@ def takeover_round(cfg: CarRacingConfig, stage: Stage, r: int, model: Path, on_s
         from crew2.data.session import Session
 
         session = Session(path)
-        frames = len(session)
+        frames, fps = len(session), session.meta.fps
         session.close()
         if not frames:
             path.unlink()  # nothing to learn from
@@ -317,7 +318,7 @@ def takeover_round(cfg: CarRacingConfig, stage: Stage, r: int, model: Path, on_s
             "round": r, "tracks": len(tracks), "takeovers": max((e["takeovers"] for e in frames_log), default=0),
             "person_share": round(sum(e["driver"] == "person" for e in frames_log) / max(len(frames_log), 1), 3),
             "guard_takeovers": sum(t.get("takeovers", 0) for t in tracks),
-            "correction_frames": frames, "correction_seconds": round(frames / (cfg.drive_fps or cfg.fps), 1),
+            "correction_frames": frames, "correction_seconds": round(frames / fps, 1),
             "score": round(sum(t["score"] for t in tracks) / max(len(tracks), 1), 1)}))
     return json.loads(summary.read_text())
 
