@@ -165,6 +165,24 @@ def draw(frame: np.ndarray, state: ReviewState, keys: list[str], pressed: np.nda
     return img
 
 
+# The review window's keys: N or Space next, P previous, U next unreviewed, D or Delete delete the box, A accept the
+# frame, Shift+A accept every frame, Z undo, 0-9 the box's class, S save, Q save and quit, Esc quit.
+KEYS = {"n": "next", " ": "next", "p": "prev", "u": "next_unreviewed", "d": "delete", "a": "accept", "A": "accept_all",
+        "z": "undo", "s": "save", "q": "quit"}
+EDITS = {"next", "prev", "next_unreviewed", "delete", "accept", "accept_all", "undo"}  # ReviewState's methods
+
+
+def _command(key: int) -> str:
+    """A key code from cv2.waitKeyEx -> its command in KEYS, "escape", or the digit typed."""
+    low = key & 0xFF
+    if low == 0xFF:  # Delete
+        return "delete"
+    if low == 27:
+        return "escape"
+    ch = chr(low) if low < 128 else ""
+    return KEYS.get(ch, ch)
+
+
 def review(path: Path, class_names: list[str], scale: int = 3, only: str = "selected") -> int:
     """Open the review window; returns the number of frames saved."""
     import os
@@ -201,29 +219,17 @@ def review(path: Path, class_names: list[str], scale: int = 3, only: str = "sele
                 if cv2.getWindowProperty(title, cv2.WND_PROP_VISIBLE) < 1:
                     break
                 continue
-            ch = chr(k & 0xFF) if (k & 0xFF) < 128 else ""
-            if ch in ("n", " "):
-                state.next()
-            elif ch == "p":
-                state.prev()
-            elif ch == "u":
-                state.next_unreviewed()
-            elif ch == "d" or (k & 0xFF) == 0xFF:
-                state.delete()
-            elif ch.isdigit() and int(ch) < len(class_names):
-                state.set_class(int(ch))
-            elif ch == "a":
-                state.accept()
-            elif ch == "A":
-                state.accept_all()
-            elif ch == "z":
-                state.undo()
-            elif ch in ("s", "q"):
+            command = _command(k)
+            if command in EDITS:
+                getattr(state, command)()
+            elif command.isdigit() and int(command) < len(class_names):
+                state.set_class(int(command))
+            elif command in ("save", "quit"):
                 s.close()  # h5py will not open a file for writing while this process reads it; reopens lazily
                 saved += save(path, state)
-                if ch == "q":
+                if command == "quit":
                     break
-            elif (k & 0xFF) == 27:
+            elif command == "escape":
                 break
     finally:
         cv2.destroyAllWindows()

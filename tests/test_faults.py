@@ -140,3 +140,9 @@ def test_a_nearly_full_disk_stops_writers_in_one_line_and_keeps_what_was_saved(t
     assert "almost full" in line and "kept" in line
     kept = Session(full_disk / "r.h5")
     assert 0 < len(kept) < 2000 and validate(full_disk / "r.h5") == [], "the frames before the stop are whole"
+    kept.close()
+    (full_disk / "r.h5").unlink()
+    (full_disk / "more.bin").write_bytes(b"m" * (shutil.disk_usage(full_disk).free - 2**20))  # 1 MiB left
+    other = make_session(tmp_path / "other.h5", 100)
+    assert "cannot write" in run("train", big, other, "--out", full_disk / "run", "--max-steps", "1", "--epochs", "1",
+                                 "--pretrained", "none", "--workers", "0")

@@ -180,50 +180,58 @@ def validate(path: Path, on_frame: Callable[[], None] | None = None) -> list[str
         s = Session(path)
     except Crew2Error as e:
         return [str(e)]
-    problems = []
     try:
-        f = s.f
-        lengths = {name: len(f[name]) for name in PER_FRAME if name in f}
-        if len(set(lengths.values())) > 1:
-            problems.append(f"datasets differ in length ({lengths}): a frame was cut off by a crash")
-        stored = int(f[COMMITTED][0]) if COMMITTED in f else min(lengths.values(), default=0)
-        if stored - len(s) > s.meta.fps:  # more than a crash's last second: a truncated copy, a damaged disk
-            problems.append(f"only {len(s)} of {stored} frames are whole on disk: the rest is cut off")
-        keys, times = s.keys(), s.times()
-        if keys.shape[1] != len(s.meta.keys):
-            problems.append(f"key vectors have {keys.shape[1]} entries for {len(s.meta.keys)} keys")
-        if not np.isin(keys, (0, 1)).all():
-            problems.append("key vectors hold values other than 0 and 1")
-        if len(times) > 1 and not np.all(np.diff(times) > 0):
-            problems.append(f"timestamps go backwards or repeat at {int(np.argmin(np.diff(times)))}")
-        bad_frames, changed = [], []
-        for i in range(len(s)):
-            try:
-                frame = s.frame(i)
-                if frame.shape != (s.meta.height, s.meta.width, 3):
-                    bad_frames.append(i)
-                elif s.intact(i) is False:  # decodes, to the wrong pixels
-                    changed.append(i)
-            except Exception:  # a damaged frame fails in many ways; each is a bad frame
-                bad_frames.append(i)
-            b = s.boxes(i)
-            if len(b) and ((b[:, :4] < -0.5).any() or (b[:, [0, 2]] > s.meta.width + 0.5).any()
-                           or (b[:, [1, 3]] > s.meta.height + 0.5).any()):
-                problems.append(f"frame {i} has a box outside the frame")
-            if len(b) and s.meta.class_names and ((b[:, 4] < 0) | (b[:, 4] >= len(s.meta.class_names))).any():
-                problems.append(f"frame {i} has a box of an unknown class")
-            if on_frame is not None:
-                on_frame()
-        if bad_frames:
-            problems.append(f"{len(bad_frames)} frame(s) do not decode to {s.meta.width}x{s.meta.height}, "
-                            f"first at {bad_frames[0]}")
-        if changed:
-            problems.append(f"{len(changed)} frame(s) decode but their bytes are not those recorded (checksum), "
-                            f"first at {changed[0]}")
+        return _layout_problems(s) + _frame_problems(s, on_frame)
     except Exception as e:  # HDF5 reports damage as OSError, KeyError, RuntimeError, ...
-        problems.append(f"unreadable past what is listed ({type(e).__name__}: {e})")
+        return [f"unreadable past what is listed ({type(e).__name__}: {e})"]
     finally:
         s.close()
+
+
+def _layout_problems(s: Session) -> list[str]:
+    """Datasets of unequal length, frames cut off, key vectors and timestamps that are not what a recorder writes."""
+    problems, f = [], s.f
+    lengths = {name: len(f[name]) for name in PER_FRAME if name in f}
+    if len(set(lengths.values())) > 1:
+        problems.append(f"datasets differ in length ({lengths}): a frame was cut off by a crash")
+    stored = int(f[COMMITTED][0]) if COMMITTED in f else min(lengths.values(), default=0)
+    if stored - len(s) > s.meta.fps:  # more than a crash's last second: a truncated copy, a damaged disk
+        problems.append(f"only {len(s)} of {stored} frames are whole on disk: the rest is cut off")
+    keys, times = s.keys(), s.times()
+    if keys.shape[1] != len(s.meta.keys):
+        problems.append(f"key vectors have {keys.shape[1]} entries for {len(s.meta.keys)} keys")
+    if not np.isin(keys, (0, 1)).all():
+        problems.append("key vectors hold values other than 0 and 1")
+    if len(times) > 1 and not np.all(np.diff(times) > 0):
+        problems.append(f"timestamps go backwards or repeat at {int(np.argmin(np.diff(times)))}")
+    return problems
+
+
+def _frame_problems(s: Session, on_frame: Callable[[], None] | None) -> list[str]:
+    """Frames that do not decode to the session's size, or whose bytes changed since recording; boxes outside
+    the frame or of an unknown class."""
+    problems, bad_frames, changed = [], [], []
+    w, h, classes = s.meta.width, s.meta.height, len(s.meta.class_names)
+    for i in range(len(s)):
+        try:
+            if s.frame(i).shape != (h, w, 3):
+                bad_frames.append(i)
+            elif s.intact(i) is False:  # decodes, to the wrong pixels
+                changed.append(i)
+        except Exception:  # a damaged frame fails in many ways; each is a bad frame
+            bad_frames.append(i)
+        b = s.boxes(i)
+        if len(b) and ((b[:, :4] < -0.5).any() or (b[:, [0, 2]] > w + 0.5).any() or (b[:, [1, 3]] > h + 0.5).any()):
+            problems.append(f"frame {i} has a box outside the frame")
+        if len(b) and classes and ((b[:, 4] < 0) | (b[:, 4] >= classes)).any():
+            problems.append(f"frame {i} has a box of an unknown class")
+        if on_frame is not None:
+            on_frame()
+    if bad_frames:
+        problems.append(f"{len(bad_frames)} frame(s) do not decode to {w}x{h}, first at {bad_frames[0]}")
+    if changed:
+        problems.append(f"{len(changed)} frame(s) decode but their bytes are not those recorded (checksum), "
+                        f"first at {changed[0]}")
     return problems
 
 

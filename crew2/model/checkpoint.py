@@ -35,7 +35,12 @@ def save(path: Path, *, net_cfg: dict, profile: KeyProfile, class_names: list[st
 
 def _write(path: Path, ckpt: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(ckpt, tmp)
+    try:
+        torch.save(ckpt, tmp)
+    except (OSError, RuntimeError) as e:  # a full disk: torch reports it as a RuntimeError from its zip writer
+        tmp.unlink(missing_ok=True)
+        raise Crew2Error(f"cannot write {path} ({str(e).strip().splitlines()[-1][:200]}); the last whole "
+                         "checkpoint is kept") from None
     tmp.replace(path)
 
 

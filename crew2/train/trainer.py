@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -214,24 +214,9 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
     start_epoch, step, best_fitness, history = 0, 0, -math.inf, []
     annotated = 0  # annotated frames stepped on, over every rank: whether the obstacle head learnt anything
     if cfg.resume:
-        ckpt = checkpoint.load(out / "last.pt")
-        net.load_state_dict(ckpt["raw_model"])  # "model" holds the EMA weights, for inference
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        loss_fn.load_state_dict(ckpt["loss"])
-        if ema is not None:
-            ema.ema.load_state_dict(ckpt["ema"])
-            ema.updates = ckpt["ema_updates"]
-        torch.set_rng_state(ckpt["rng"])
-        start_epoch, step, best_fitness = ckpt["epoch"] + 1, ckpt["step"], ckpt["best_fitness"]
-        history = list(ckpt["history"])
-        annotated = ckpt.get("detector", {}).get("annotated_frames", 0)
+        start_epoch, step, best_fitness, history, annotated = _resume(out, net, optimizer, scheduler, loss_fn, ema)
     elif rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        if (out / "last.pt").exists():
-            raise Crew2Error(f"{out} holds a training run already: --resume it, or choose another --out")
-        # The run's settings, as Ultralytics keeps its args.yaml: what made these weights, readable without torch.
-        (out / "args.yaml").write_text(yaml.safe_dump({**_plain(asdict(cfg)), "epochs": epochs}, sort_keys=False))
+        _new_run(out, cfg, epochs)
 
     loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch, num_workers=cfg.workers,
                                          collate_fn=collate, prefetch_factor=4 if cfg.workers else None)
@@ -241,28 +226,12 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
     for epoch in range(start_epoch, epochs):
         model.train()
         train_ds.set_epoch(epoch)
-        batches = iter(loader)
         sums: dict[str, float] = {}
         t0, seen, seen_annotated = time.perf_counter(), 0, 0
-        for _ in range(steps_per_epoch):
-            try:
-                batch = next(batches)
-            except StopIteration:  # this rank's share ran short: every rank must take the same steps
-                batches = iter(loader)
-                batch = next(batches)
+        for batch in _batches(loader, steps_per_epoch):
             images = _images(batch, device, cfg.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                key_logits, det = model(images)
-            loss, parts = loss_fn(key_logits.float(), as_float(det), _to(batch, device))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_([*net.parameters(), *loss_fn.parameters()], cfg.clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                ema.update(net)
+            parts = _train_step(model, net, loss_fn, optimizer, scheduler, scaler, ema, images, _to(batch, device),
+                                amp_dtype if amp else None, cfg.clip)
             step += 1
             seen += len(images)
             seen_annotated += int(batch[ANNOTATED].sum())
@@ -301,10 +270,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
                 step=step, best_fitness=best_fitness, history=history, metrics=val,
                 confusion=confusion(probs, labels, thresholds).tolist(), train_config=_plain(asdict(cfg)),
                 detector=_detector(annotated, val["map50"]))
-            checkpoint.save(out / "last.pt", **state)
-            if is_best:  # what driving and --pretrained need: no optimizer state, raw weights or RNG (a third the size)
-                checkpoint.save(out / "best.pt", **{k: v for k, v in state.items()
-                                                    if k in checkpoint.INFERENCE or k == "net_cfg"})
+            _save(out, state, is_best)
             report.write(out, history, list(meta.keys), np.array(state["confusion"]))
             result = EpochResult(epoch, train_means, val, thresholds.tolist(), is_best, history, verdict.warning())
             if on_epoch is not None:
@@ -315,6 +281,70 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return result
+
+
+def _new_run(out: Path, cfg: TrainConfig, epochs: int) -> None:
+    """The run folder, refused if a run is there already, with the run's settings in args.yaml: what made these
+    weights, readable without torch (as Ultralytics keeps its args.yaml)."""
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "last.pt").exists():
+        raise Crew2Error(f"{out} holds a training run already: --resume it, or choose another --out")
+    (out / "args.yaml").write_text(yaml.safe_dump({**_plain(asdict(cfg)), "epochs": epochs}, sort_keys=False))
+
+
+def _batches(loader, steps: int) -> Iterator:
+    """`steps` batches, starting the loader again when this rank's share runs short: every rank must take the same
+    steps."""
+    batches = iter(loader)
+    for _ in range(steps):
+        try:
+            yield next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            yield next(batches)
+
+
+def _save(out: Path, state: dict, is_best: bool) -> None:
+    """last.pt with everything --resume needs; best.pt, when this epoch is the best, with what driving and
+    --pretrained need: no optimizer state, raw weights or RNG (a third the size)."""
+    checkpoint.save(out / "last.pt", **state)
+    if is_best:
+        keep = {*checkpoint.INFERENCE, "net_cfg"}
+        checkpoint.save(out / "best.pt", **{k: v for k, v in state.items() if k in keep})
+
+
+def _resume(out: Path, net: nn.Module, optimizer, scheduler, loss_fn: nn.Module, ema) -> tuple:
+    """Put `out`'s last checkpoint back into the run's objects; returns (start epoch, step, best fitness, history,
+    annotated frames stepped on)."""
+    ckpt = checkpoint.load(out / "last.pt")
+    net.load_state_dict(ckpt["raw_model"])  # "model" holds the EMA weights, for inference
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    loss_fn.load_state_dict(ckpt["loss"])
+    if ema is not None:
+        ema.ema.load_state_dict(ckpt["ema"])
+        ema.updates = ckpt["ema_updates"]
+    torch.set_rng_state(ckpt["rng"])
+    return (ckpt["epoch"] + 1, ckpt["step"], ckpt["best_fitness"], list(ckpt["history"]),
+            ckpt.get("detector", {}).get("annotated_frames", 0))
+
+
+def _train_step(model: nn.Module, net: nn.Module, loss_fn: nn.Module, optimizer, scheduler, scaler, ema,
+                images: torch.Tensor, targets: dict, amp_dtype: torch.dtype | None, clip: float) -> dict[str, float]:
+    """One optimisation step (autocast to `amp_dtype` unless None); returns the loss's parts."""
+    with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        key_logits, det = model(images)
+    loss, parts = loss_fn(key_logits.float(), as_float(det), targets)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    nn.utils.clip_grad_norm_([*net.parameters(), *loss_fn.parameters()], clip)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    if ema is not None:
+        ema.update(net)
+    return parts
 
 
 @torch.no_grad()
