@@ -599,7 +599,9 @@ def train(
     frames: Annotated[int, typer.Option(help="Frames stacked per sample (1 = the current one).")] = 1,
     key_pool: Annotated[str, typer.Option(help="Key head reads: where (means + where things are) or mean.")] = "where",
     balance: Annotated[float, typer.Option(help="0 = keys as recorded .. 1 = all combinations equally.")] = 0.5,
-    label_offset: Annotated[int, typer.Option(help="Learn the keys pressed this many frames later.")] = 0,
+    label_offset: Annotated[int | None, typer.Option(
+        help="Learn the keys pressed this many frames later [default: crew2 drive's latency, 50 ms, in frames for "
+             "sessions of a window or the screen (1 at 20 fps); 0 for the simulator]")] = None,
     trim_idle: Annotated[float, typer.Option(
         help="Leave out stretches this long (s) with no key pressed: waits, not driving (0 keeps them).")] = 1.0,
     pretrained: Annotated[str, typer.Option(

@@ -61,7 +61,8 @@ def test_benchmark_records_trains_and_drives_held_out_tracks(xvfb, tmp_path, mon
     path = cfg.out / "corrections" / "round1.h5"
     if r["takeovers"]:
         fixes = Session(path)
-        assert fixes.meta.driver == "correction" and 0 < len(fixes) <= person + r["takeovers"] * round(0.3 * cfg.fps)
+        margin = round(0.3 * fixes.meta.fps)  # frames before each takeover, at crew2 drive's control rate
+        assert fixes.meta.driver == "correction" and 0 < len(fixes) <= person + r["takeovers"] * margin
         assert len(fixes) == r["correction_frames"]
         fixes.close()
     else:

@@ -87,8 +87,9 @@ def test_idle_stretches_of_a_recorded_session_and_the_data_commands(tmp_path):
 
 
 def loaded_frames(path: Path, trim_idle: float) -> list[int]:
-    """The frame indices one epoch of the training loader yields (each frame's grey level is its index)."""
-    ds = SessionStream([path], LoaderConfig(augment=False, trim_idle=trim_idle, chunk=16, buffer=1))
+    """The frame indices one epoch of the training loader yields (each frame's grey level is its index), each
+    labelled with its own keys (a screen session's default offset is test_loader's)."""
+    ds = SessionStream([path], LoaderConfig(augment=False, trim_idle=trim_idle, chunk=16, buffer=1, label_offset=0))
     return sorted(round(float(sample[IMAGE].mean())) for sample in ds)
 
 

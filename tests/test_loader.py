@@ -45,12 +45,12 @@ def index_of(image: np.ndarray) -> int:
     return round((hi - 8) / 16) * 16 + round((lo - 8) / 16)
 
 
-def make(path: Path, keys: np.ndarray, boxes_every: int = 0) -> Path:
-    meta = SessionMeta.for_profile(default_profile(), fps=20, width=W, height=H, source="sim")
+def make(path: Path, keys: np.ndarray, boxes_every: int = 0, source: str = "sim", fps: float = 20) -> Path:
+    meta = SessionMeta.for_profile(default_profile(), fps=fps, width=W, height=H, source=source)
     with SessionWriter(path, meta) as w:
         for i, k in enumerate(keys):
             boxes = np.array([[4, 6, 20, 30, 1]], np.float32) if boxes_every and i % boxes_every == 0 else None
-            w.append(encode(frame_of(i), 95), k, i / 20, boxes, SIM_TRUTH)
+            w.append(encode(frame_of(i), 95), k, i / fps, boxes, SIM_TRUTH)
     return path
 
 
@@ -114,6 +114,19 @@ def test_label_offset_and_stacking(tmp_path):
         i = index_of(img[:, :, 6:9])  # the newest frame is last
         assert np.array_equal(s[KEYS], keys[i + 3].astype(np.float32))
         assert index_of(img[:, :, 3:6]) == max(i - 1, 0) and index_of(img[:, :, 0:3]) == max(i - 2, 0)
+
+
+def test_sessions_of_a_real_time_game_learn_the_keys_of_when_crew2_s_keys_will_land(tmp_path):
+    """By default a frame of a window or the screen is labelled with the keys pressed crew2's drive latency (50 ms)
+    later, in that session's frames; the simulator, which waits for each decision, with its own."""
+    keys = np.random.default_rng(4).integers(0, 2, (60, 4)).astype(np.uint8)
+    for source, fps, offset in (("window", 20, 1), ("screen", 40, 2), ("sim", 20, 0)):
+        path = make(tmp_path / f"{source}{fps}.h5", keys, source=source, fps=fps)
+        samples = list(SessionStream([path], LoaderConfig(trim_idle=0, **NO_AUG)))
+        assert len(samples) == 60 - offset
+        assert all(np.array_equal(x[KEYS], keys[index_of(x[IMAGE]) + offset]) for x in samples), source
+    explicit = list(SessionStream([path], LoaderConfig(label_offset=3, trim_idle=0, **NO_AUG)))
+    assert all(np.array_equal(x[KEYS], keys[index_of(x[IMAGE]) + 3]) for x in explicit)
 
 
 def test_flip_swaps_left_and_right_and_mirrors_boxes():

@@ -75,4 +75,6 @@ def test_a_key_pressed_only_where_the_model_gives_it_no_chance_is_pressed_only_w
     probs[:, 2] = np.where(np.arange(len(truth)) == 7, 0.0, probs[:, 2] * 0.1)
     thresholds = calibrate(probs, truth)
     assert thresholds[2] == pytest.approx(0.98)  # F1 is 0 at every threshold: not the lowest, 0.02
+    val = key_metrics(probs, truth, thresholds, KEYS)
+    assert "s" not in judge(val, thresholds, KEYS).collapsed, "pressed once in 400 frames: too rare to warn about"
     assert 0.02 < thresholds[0] < 0.98  # the keys it did learn keep their best-F1 thresholds

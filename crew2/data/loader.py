@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from crew2.data.idle import IDLE_SECONDS, edge_mask, idle_mask
-from crew2.data.session import FRAMES, NOT_ANNOTATED, Session, decode
+from crew2.data.session import FRAMES, NOT_ANNOTATED, Session, SessionMeta, decode
 from crew2.errors import Crew2Error
 
 # Batch field names, shared with the model and its losses (Ultralytics' detection loss reads the last three).
@@ -30,7 +30,7 @@ class LoaderConfig:
     chunk: int = 64  # consecutive frames read together
     buffer: int = 2048  # shuffle buffer, samples
     balance: float = 0.0  # 0 = as recorded .. 1 = every key combination equally often
-    label_offset: int = 0  # frames: learn the keys pressed k frames later (human reaction delay)
+    label_offset: int | None = None  # frames: learn the keys pressed k frames later; None: `label_offset`
     stack: int = 1  # frames per sample: the last n, stacked on the channel axis
     augment: bool = True
     flip: float = 0.5  # probability of a horizontal flip (left and right keys swap)
@@ -41,12 +41,26 @@ class LoaderConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.chunk < 1 or self.buffer < 1 or self.stack < 1 or self.label_offset < 0:
+        if self.chunk < 1 or self.buffer < 1 or self.stack < 1 or (self.label_offset or 0) < 0:
             raise Crew2Error("chunk, buffer and stack must be at least 1, label offset zero or more")
         if self.trim_idle < 0:
             raise Crew2Error(f"trim_idle must be zero (keep idle frames) or more, not {self.trim_idle}")
         if not 0 <= self.balance <= 1 or not 0 <= self.flip <= 1:
             raise Crew2Error("balance and flip must be between 0 and 1")
+
+
+DRIVE_LATENCY_S = 0.05  # crew2 drive on a window, from the grab's start to the keys sent (CarRacing: 35-50 ms)
+
+
+def label_offset(meta: SessionMeta, fixed: int | None = None) -> int:
+    """Frames between a frame and the keys it is labelled with: `fixed`, else, for a session of a real-time game (a
+    window or the screen), crew2's own drive latency in the session's frames, since the keys crew2 decides from a
+    frame land that much later, when the person's keys of that later moment are the right ones (on CarRacing, one
+    frame at 20 fps took the same data from 0.80 to 0.96 of the expert's score); 0 for the simulator, which waits
+    for each decision."""
+    if fixed is not None:
+        return fixed
+    return 0 if meta.source == "sim" else round(DRIVE_LATENCY_S * meta.fps)
 
 
 def flip_permutation(keys: list[str], roles: dict[str, str]) -> np.ndarray:
@@ -132,7 +146,7 @@ class SessionStream(torch.utils.data.IterableDataset):
         self.paths, self.cfg = [Path(p) for p in paths], config or LoaderConfig()
         if not self.paths:
             raise Crew2Error("no session files to load")
-        self.keys, self.annotated, self.segments, idle = [], [], [], []
+        self.keys, self.annotated, self.segments, idle, offsets = [], [], [], [], []
         meta = None
         for p in self.paths:
             s = Session(p)
@@ -144,6 +158,7 @@ class SessionStream(torch.utils.data.IterableDataset):
             self.keys.append(s.keys().astype(np.float32))
             self.annotated.append(s.box_sources() != NOT_ANNOTATED)
             self.segments.append(segments(s.times(), s.meta.fps))
+            offsets.append(label_offset(s.meta, self.cfg.label_offset))
             idle.append(idle_mask(self.keys[-1], s.times(), self.cfg.trim_idle) | edge_mask(self.keys[-1])
                         if self.cfg.trim_idle else np.zeros(len(s), bool))
             s.close()
@@ -153,10 +168,10 @@ class SessionStream(torch.utils.data.IterableDataset):
         # cut (a pause, a discard) have none and get no weight. Nor do frames whose label lies in an idle
         # stretch or before the first key press or after the last (crew2.data.idle): a person waiting at the
         # start, or looking away, is not showing how to drive.
-        k = self.cfg.label_offset
-        labelled = [keys[k:] for keys in self.keys]
+        self.offsets = offsets
+        labelled = [keys[k:] for keys, k in zip(self.keys, offsets, strict=True)]
         valid = np.concatenate([(seg[k:] == seg[: len(seg) - k]) & ~still[k:]
-                                for seg, still in zip(self.segments, idle, strict=True)])
+                                for seg, still, k in zip(self.segments, idle, offsets, strict=True)])
         if not valid.any():
             raise Crew2Error(f"nothing to learn from in {len(self.paths)} session(s): every frame lies before the "
                              f"first key press, after the last, or in a stretch of {self.cfg.trim_idle:g} s or more "
@@ -213,7 +228,7 @@ class SessionStream(torch.utils.data.IterableDataset):
         lo = max(0, a - n_stack + 1)
         blobs = s.f[FRAMES][lo:b]  # one sequential read for the chunk and the frames stacked before it
         frames = [decode(x) for x in blobs]
-        offset = self.cfg.label_offset
+        offset = self.offsets[si]
         seg = self.segments[si]
         for i in np.flatnonzero(copies) + a:
             first = int(np.searchsorted(seg, seg[i]))  # stacks never reach back across a cut: they repeat

@@ -59,7 +59,7 @@ class TrainConfig:
     key_pool: str = "where"  # what the key head reads of the features (crew2.model.net.KEY_POOLS)
     balance: float = 0.5
     trim_idle: float = IDLE_SECONDS  # leave out stretches this long (s) with no key pressed; 0 keeps them
-    label_offset: int = 0
+    label_offset: int | None = None  # None: the drive's latency for real-time sessions (crew2.data.loader)
     augment: bool = True
     key_weight: float = 1.0
     det_weight: float = 1.0
