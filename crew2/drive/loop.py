@@ -90,11 +90,12 @@ class Blindness:
         self.still_since: float | None = None  # the picture has not changed, with keys down, since
         self.frozen_at: float | None = None
 
-    def __call__(self, frame: np.ndarray, now: float, pressing: bool) -> str | None:
-        """"black", "frozen" or None (drive) for this frame; `pressing`: throttle was down since the last frame."""
-        thumb = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA)
-        same = self.last is not None and np.abs(thumb.astype(np.int16) - self.last).max() <= 2
-        self.last = thumb.astype(np.int16)
+    def __call__(self, grey: np.ndarray, now: float, pressing: bool) -> str | None:
+        """"black", "frozen" or None (drive) for a frame's `picture` (grey, the lower half: the road); `pressing`:
+        throttle was down since the last frame."""
+        thumb = grey.astype(np.int16)  # fusion's `picture` of the frame: computed once a frame, for both
+        same = self.last is not None and np.abs(thumb - self.last).max() <= 2
+        self.last = thumb
         if thumb.max() < 16:
             return "black"
         if not same:
@@ -195,8 +196,9 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                     sender.release_all()  # the person drives from this frame on: nothing of the model's stays down
                 frame = as_frame(raw, info.size)
                 hung = realtime and source.frame_started and time.perf_counter() - source.frame_started > stale
-                blind = None if frame is None or hung else blindness(frame, now_s,
-                                                                     info.roles.get("throttle") in sender.down)
+                grey = None if frame is None or hung else picture(frame)
+                throttle_down = info.roles.get("throttle") in sender.down
+                blind = None if grey is None else blindness(grey, now_s, throttle_down)
                 if frame is None or hung or blind:
                     stats.bad_frames += not blind
                     stats.blind_frames += bool(blind)
@@ -218,7 +220,7 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                 hits: list[Hit] = []
                 if rules is not None:  # is the car moving: does the scenery outside the obstacles' boxes move
                     boxes = pred.boxes if box_rules else NO_BOXES
-                    seen = (picture(frame), scenery(boxes, info.size, rules.min_score))
+                    seen = (grey, scenery(boxes, info.size, rules.min_score))
                     keep = np.logical_and.reduce([seen[1], *(k for _, k in recent)])
                     motion = picture_motion(seen[0], *(p for p, _ in recent), keep=keep) if recent else None
                     recent.append(seen)
