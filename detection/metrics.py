@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import tempfile
+from pathlib import Path
 
 import numpy as np
-import torch
 
 # Ultralytics' NMS takes torchvision's kernel only once torchvision is imported, else a Python loop: 75x
 # slower on an untrained detector, whose validation then ran past the NMS time limit on a GPU.
@@ -24,13 +24,13 @@ class DetectionScore:
     """Accumulates predictions and targets over images; `result()` gives mAP50 and mAP50-95."""
 
     def __init__(self, class_names: list[str]):
-        from ultralytics.engine.validator import BaseValidator
-        from ultralytics.utils.metrics import DetMetrics
+        from ultralytics.models.yolo.detect import DetectionValidator
 
-        self.metrics = DetMetrics(names=dict(enumerate(class_names)))
-        # BaseValidator.match_predictions needs only `iouv` from its validator: lend it just that.
-        self._matcher = SimpleNamespace(iouv=torch.linspace(0.5, 0.95, 10))
-        self._match = BaseValidator.match_predictions
+        # Ultralytics' own validator matches predictions to targets at IoU 0.50:0.95 and keeps the statistics; it
+        # wants a folder to write into even when it writes nothing (plots off).
+        self.validator = DetectionValidator(save_dir=Path(tempfile.gettempdir()), args={"plots": False})
+        self.metrics = self.validator.metrics
+        self.metrics.names = dict(enumerate(class_names))
         self.images = 0
 
     def add(self, pred: Tensor, boxes: Tensor, classes: Tensor) -> None:
@@ -39,9 +39,9 @@ class DetectionScore:
 
         pred, boxes, classes = pred.detach().cpu().float(), boxes.cpu().float(), classes.cpu().float()
         if len(pred) and len(boxes):
-            tp = self._match(self._matcher, pred[:, 5], classes, box_iou(boxes, pred[:, :4])).numpy()
+            tp = self.validator.match_predictions(pred[:, 5], classes, box_iou(boxes, pred[:, :4])).numpy()
         else:
-            tp = np.zeros((len(pred), 10), bool)
+            tp = np.zeros((len(pred), self.validator.niou), bool)
         self.metrics.update_stats({"tp": tp, "conf": pred[:, 4].numpy(), "pred_cls": pred[:, 5].numpy(),
                                    "target_cls": classes.numpy(), "target_img": np.unique(classes.numpy()),
                                    "im_name": str(self.images)})

@@ -24,6 +24,8 @@ NAME = re.compile(r"^(?P<session>.+)_(?P<frame>\d{6})$")
 def export_yolo(splits: dict[str, list[Path]], out: Path, class_names: list[str]) -> dict[str, int]:
     """Write every annotated frame of the sessions of each split; returns frames written per split.
     A frame annotated with no boxes gets an empty label file: it says 'no obstacles here'."""
+    from ultralytics.utils.ops import xyxy2xywhn
+
     counts = {}
     stems = [p.stem for paths in splits.values() for p in paths]
     if len(set(stems)) != len(stems):
@@ -42,8 +44,9 @@ def export_yolo(splits: dict[str, list[Path]], out: Path, class_names: list[str]
             for i in np.flatnonzero(s.box_sources() != NOT_ANNOTATED):
                 name = f"{path.stem}_{i:06d}"
                 (out / "images" / split / f"{name}.jpg").write_bytes(s.f[FRAMES][i].tobytes())
-                lines = [f"{int(c)} {(x1 + x2) / 2 / w:.10g} {(y1 + y2) / 2 / h:.10g} {(x2 - x1) / w:.10g} "
-                         f"{(y2 - y1) / h:.10g}" for x1, y1, x2, y2, c in s.boxes(int(i)).astype(np.float64)]
+                boxes = s.boxes(int(i)).astype(np.float64)
+                lines = [f"{int(c)} " + " ".join(f"{v:.10g}" for v in xywh)
+                         for c, xywh in zip(boxes[:, 4], xyxy2xywhn(boxes[:, :4], w, h), strict=True)]
                 (out / "labels" / split / f"{name}.txt").write_text("".join(line + "\n" for line in lines))
                 counts[split] += 1
             s.close()
@@ -57,6 +60,8 @@ def export_yolo(splits: dict[str, list[Path]], out: Path, class_names: list[str]
 
 def read_label(path: Path, width: int, height: int) -> np.ndarray:
     """A YOLO label file -> (M, 5) pixel boxes x1, y1, x2, y2, class (float32)."""
+    from ultralytics.utils.ops import xywhn2xyxy
+
     rows = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -66,8 +71,9 @@ def read_label(path: Path, width: int, height: int) -> np.ndarray:
             c, cx, cy, bw, bh = int(parts[0]), *(float(v) for v in parts[1:5])
         except (ValueError, IndexError):
             raise Crew2Error(f"{path}:{n}: not a YOLO label line ('class cx cy w h', normalised)") from None
-        rows.append([(cx - bw / 2) * width, (cy - bh / 2) * height, (cx + bw / 2) * width, (cy + bh / 2) * height, c])
-    return np.array(rows, np.float64).astype(np.float32).reshape(-1, 5)
+        rows.append([cx, cy, bw, bh, c])
+    rows = np.array(rows, np.float64).reshape(-1, 5)
+    return np.hstack([xywhn2xyxy(rows[:, :4], width, height), rows[:, 4:]]).astype(np.float32)
 
 
 def import_yolo(labels: Path, sessions: list[Path], class_names: list[str], source: int = REVIEWED) -> dict[str, int]:

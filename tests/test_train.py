@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import re
 import shutil
@@ -163,3 +164,20 @@ def test_training_starts_from_the_shipped_weights_by_default(tiny_sessions, tmp_
     assert len(backbone) > 100 and all(torch.allclose(mine[k], shipped[k], atol=1e-6) for k in backbone
                                        if "running" not in k)  # batch norm statistics move in one step
     assert mine["key_head.0.points.weight"].shape[0] == 32  # the key head is this run's own ("where")
+
+
+def test_learning_rate_warms_up_linearly_then_falls_on_a_cosine_to_five_percent():
+    from crew2.train.trainer import _schedule
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=0.01)
+    scheduler = _schedule(optimizer, total=110, warmup=10, lr=0.01)
+    lrs = []
+    for _ in range(110):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(0.001) and lrs[4] == pytest.approx(0.005)  # (step + 1) / warmup of the peak
+    assert lrs[9] == pytest.approx(0.01) and lrs[10] == pytest.approx(0.01)
+    assert lrs[60] == pytest.approx(0.01 * (0.05 + 0.95 / 2))  # half way down the cosine
+    assert lrs[109] == pytest.approx(0.0005, abs=1e-5) and all(a >= b for a, b in itertools.pairwise(lrs[10:]))

@@ -251,6 +251,8 @@ def _rank() -> tuple[int, int]:
 def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
     """A batch: IMAGE (B, C, H, W) uint8, KEYS (B, K), ANNOTATED (B,), and the boxes of annotated frames
     in Ultralytics' layout: BATCH_IDX (N,), CLS (N, 1), BBOXES (N, 4) normalised centre x, y, width, height."""
+    from ultralytics.utils.ops import xyxy2xywhn
+
     images = np.stack([s[IMAGE] for s in samples])  # (B, H, W, C)
     h, w = images.shape[1:3]
     idx, cls, xywh = [], [], []
@@ -259,8 +261,7 @@ def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
         if len(bx):
             idx.append(np.full(len(bx), b))
             cls.append(bx[:, 4])
-            xywh.append(np.stack([(bx[:, 0] + bx[:, 2]) / 2 / w, (bx[:, 1] + bx[:, 3]) / 2 / h,
-                                  (bx[:, 2] - bx[:, 0]) / w, (bx[:, 3] - bx[:, 1]) / h], axis=1))
+            xywh.append(xyxy2xywhn(bx[:, :4], w, h))
     cat = (lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape, np.float32))  # noqa: E731
     return {
         IMAGE: torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),

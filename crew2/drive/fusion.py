@@ -108,22 +108,18 @@ class FusionState:
     beside: dict[str, float] = field(default_factory=dict)  # side -> until when something is taken to be there
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
-
-
 def update_tracks(state: FusionState, boxes: np.ndarray, now: float, window: float = 0.4) -> list[Track]:
     """Match this frame's boxes to the previous tracks by IoU; return one track per box, same order. Growth
     is measured across the track's last `window` seconds, not frame to frame: a box a few pixels high
     jitters by a pixel, which frame to frame reads as a collision a second away."""
+    from ultralytics.utils.metrics import bbox_ioa
+
     tracks = []
-    for box in boxes:
+    ious = bbox_ioa(boxes[:, :4], np.array([tr.box for tr in state.tracks]).reshape(-1, 4), iou=True)  # (boxes, tracks)
+    for box, iou in zip(boxes, ious, strict=True):
         h = float(box[3] - box[1])
-        best = max(state.tracks, key=lambda tr: _iou(tr.box, box), default=None)
-        if best is not None and _iou(best.box, box) > 0.2 and now > best.t:
+        best = state.tracks[int(iou.argmax())] if len(iou) else None
+        if best is not None and iou.max() > 0.2 and now > best.t:
             history = [(t, hh) for t, hh in best.history if now - t <= window + 1e-9] + [(now, h)]
             tracks.append(Track(box[:4].copy(), h, _growth(history, window), now, history))
         else:

@@ -20,6 +20,7 @@ from crew2.detection.metrics import nms
 from crew2.errors import Crew2Error
 from crew2.model import checkpoint, engine_for
 from crew2.model.checkpoint import DetectorTraining
+from crew2.model.net import PIXEL_MAX
 from crew2.shipped import shipped
 
 # The default driver crew2 ships (its ONNX export sits next to it).
@@ -71,7 +72,7 @@ class Engine(Protocol):
 
 def preprocess(frames: np.ndarray) -> np.ndarray:
     """(B, H, W, C) uint8 -> (B, C, H, W) float32 in [0, 1]."""
-    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32) / PIXEL_MAX
 
 
 def decode(key_probs: np.ndarray, decoded: np.ndarray, conf: float, iou: float) -> list[Prediction]:

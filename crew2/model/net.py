@@ -27,6 +27,7 @@ MAX_STRIDE = 32
 EXTRA_SCALES = {"t": [0.5, 0.125, 1024]}
 SCALES = ("t", "n", "s", "m", "l", "x")
 KEY_POOLS = ("where", "mean")  # what the key head reads of the features: see Where
+PIXEL_MAX = 255.0  # the network sees uint8 pixels / PIXEL_MAX, in training and in every engine alike
 
 
 def _yolo_cfg(scale: str) -> dict:

@@ -29,7 +29,7 @@ from crew2.errors import Crew2Error
 from crew2.keys import KeyProfile
 from crew2.model import checkpoint
 from crew2.model.loss import MultiTaskLoss, as_float, positive_weights
-from crew2.model.net import KEY_POOLS, SCALES, MultiTaskNet, load_pretrained
+from crew2.model.net import KEY_POOLS, PIXEL_MAX, SCALES, MultiTaskNet, load_pretrained
 from crew2.sim.world import CLASSES
 from crew2.train import report
 from crew2.train.metrics import calibrate, confusion, judge, key_metrics
@@ -162,14 +162,12 @@ def default_epochs(steps_per_epoch: int) -> int:
     return max(10, math.ceil(MIN_STEPS / steps_per_epoch))
 
 
-def _schedule(total: int, warmup: int) -> Callable[[int], float]:
-    """Linear warmup to 1, then cosine down to 5% of the peak."""
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(total - warmup, 1)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    return factor
+def _schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int, lr: float):
+    """Linear warmup to `lr` over `warmup` steps, then cosine down to 5% of it at `total`."""
+    sched = torch.optim.lr_scheduler
+    return sched.SequentialLR(optimizer, [
+        sched.LinearLR(optimizer, start_factor=1 / warmup, end_factor=1.0, total_iters=warmup - 1),
+        sched.CosineAnnealingLR(optimizer, T_max=max(total - warmup, 1), eta_min=0.05 * lr)], milestones=[warmup])
 
 
 def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
@@ -205,8 +203,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     steps_per_epoch = max(1, len(train_ds) // (cfg.batch * world))
     epochs = cfg.epochs or default_epochs(steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _schedule(steps_per_epoch * epochs, max(1, int(cfg.warmup * steps_per_epoch))))
+    scheduler = _schedule(optimizer, steps_per_epoch * epochs, max(1, int(cfg.warmup * steps_per_epoch)), cfg.lr)
     ema = ModelEMA(net, decay=cfg.ema) if cfg.ema > 0 else None
     model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
 
@@ -319,7 +316,11 @@ def _resume(out: Path, net: nn.Module, optimizer, scheduler, loss_fn: nn.Module,
     ckpt = checkpoint.load(out / "last.pt")
     net.load_state_dict(ckpt["raw_model"])  # "model" holds the EMA weights, for inference
     optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
+    try:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    except (KeyError, ValueError):
+        raise Crew2Error(f"{out / 'last.pt'}: written by an older crew2 (another learning-rate schedule); "
+                         "start a new run") from None
     loss_fn.load_state_dict(ckpt["loss"])
     if ema is not None:
         ema.ema.load_state_dict(ckpt["ema"])
@@ -352,6 +353,8 @@ def evaluate(net: nn.Module, data: SessionStream, device: torch.device, class_na
              channels_last: bool = False) -> tuple[np.ndarray, np.ndarray, DetectionScore]:
     """Key probabilities and labels (N, K) over a whole dataset, and detection scores over its annotated
     frames (boxes decoded by Detect, Ultralytics' NMS, matched at IoU 0.50:0.95)."""
+    from ultralytics.utils import ops
+
     was_training = net.training
     net.eval()
     score = DetectionScore(class_names)
@@ -364,7 +367,7 @@ def evaluate(net: nn.Module, data: SessionStream, device: torch.device, class_na
         labels.append(b[KEYS].numpy())
         if b[ANNOTATED].any():
             preds = nms(decoded.float(), conf=0.001, iou=0.6)
-            xyxy = _xywh_to_xyxy(b[BBOXES], w, h)
+            xyxy = ops.xywhn2xyxy(b[BBOXES], w, h)
             for i in torch.nonzero(b[ANNOTATED]).flatten().tolist():
                 mine = b[BATCH_IDX] == i
                 score.add(preds[i], xyxy[mine], b[CLS][mine].flatten())
@@ -388,13 +391,8 @@ def _detector(annotated: int, map50: float) -> dict:
     return {"annotated_frames": int(annotated), "map50": None if math.isnan(map50) else float(map50)}
 
 
-def _xywh_to_xyxy(xywh: torch.Tensor, w: int, h: int) -> torch.Tensor:
-    cx, cy, bw, bh = xywh.unbind(1)
-    return torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], 1)
-
-
 def _images(batch: dict, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = batch[IMAGE].to(device, non_blocking=True).float().div_(255)  # (B, C, H, W) in [0, 1]
+    x = batch[IMAGE].to(device, non_blocking=True).float().div_(PIXEL_MAX)  # (B, C, H, W) in [0, 1]
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
