@@ -512,8 +512,9 @@ def annotate_auto(
     from crew2.detection.teacher import load_teacher, prelabel
 
     spec = load_spec(dataset or shipped("datasets/sim.yaml"))
-    with out.status("pre-labelling with the teacher…"):
-        done = prelabel(load_teacher(teacher, trust_pickle), paths, spec, conf, frames)
+    model = load_teacher(teacher, trust_pickle)
+    with frames_progress("pre-labelling with the teacher", paths) as advance:
+        done = prelabel(model, paths, spec, conf, frames, on_frames=advance)
     for name, n in done.items():
         out.print(f"{name}: {n} frames pre-labelled (marked 'teacher' until reviewed)")
 
@@ -661,6 +662,9 @@ def train(
         if not out.is_terminal and not quiet and done % max(1, total // 10) == 0:
             out.print(f"epoch {s.epoch}: step {done}/{total}, {info}", highlight=False)  # logs: no bar
 
+    def on_validate(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total, info="validating")
+
     def on_epoch(e) -> None:
         v = e.val
         progress.console.print(
@@ -671,7 +675,7 @@ def train(
 
     out.print(f"training on {len(train_paths)} session(s), validating on {len(val_paths)}; run folder {out_dir}")
     with progress:
-        result = run_training(config, on_step=on_step, on_epoch=on_epoch)
+        result = run_training(config, on_step=on_step, on_epoch=on_epoch, on_validate=on_validate)
     if result is not None:
         best = checkpoint.load(out_dir / "best.pt")  # what ships: its thresholds, not the last epoch's
         thresholds = ", ".join(f"{k.upper()} {t:.2f}" for k, t in zip(best["keys"], best["thresholds"], strict=True))

@@ -4,6 +4,7 @@ crew2's obstacle classes by the dataset YAML's `teacher` table; boxes are stored
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,10 @@ def class_map(teacher_names: dict[int, str], spec: DatasetSpec) -> dict[int, int
 
 
 def prelabel(model, paths: list[Path], spec: DatasetSpec, conf: float = 0.4, frames: str = "all",
-             batch: int = 16) -> dict[str, int]:
+             batch: int = 16, on_frames: Callable[[int], None] | None = None) -> dict[str, int]:
     """Label the frames of each session with the teacher (all frames, or only `selected` ones), leaving
-    frames a person already reviewed alone. Returns frames labelled per session."""
+    frames a person already reviewed alone. Returns frames labelled per session; `on_frames(n)` follows the
+    frames gone through, labelled or left alone."""
     mapping = class_map(model.names, spec)
     done = {}
     for path in paths:
@@ -65,6 +67,10 @@ def prelabel(model, paths: list[Path], spec: DatasetSpec, conf: float = 0.4, fra
                 boxes = np.array([[*xyxy[j], mapping[cls[j]]] for j in keep], np.float32).reshape(-1, 5)
                 boxes[:, :4] = np.clip(boxes[:, :4], 0, [s.meta.width, s.meta.height] * 2)
                 updates[i] = (boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])], TEACHER)
+            if on_frames is not None:
+                on_frames(len(idx))
+        if on_frames is not None:
+            on_frames(len(s) - len(todo))  # the frames left alone
         s.close()
         done[path.name] = write_annotations(path, updates, spec.names) if updates else 0
     return done

@@ -160,8 +160,11 @@ def test_teacher_prelabels_with_the_class_mapping(sim_sessions, tmp_path):
     write_annotations(path, {5: (np.array([[1, 1, 9, 9, 3]]), REVIEWED)}, NAMES)  # a person's work
     with pytest.raises(Crew2Error, match="trust-pickle"):  # a full pickle runs code when loaded: only on request
         load_teacher(tmp_path / "teacher.pt")
-    done = prelabel(load_teacher(tmp_path / "teacher.pt", trust_pickle=True), [path], spec, conf=0.5)
+    seen = []
+    done = prelabel(load_teacher(tmp_path / "teacher.pt", trust_pickle=True), [path], spec, conf=0.5,
+                    on_frames=seen.append)
     assert done == {"sim0.h5": 39}, "every frame but the reviewed one"
+    assert sum(seen) == 40 and len(seen) > 2, "progress over every frame, labelled or left alone"
     after = snapshot(path)
     classes = np.concatenate([b[:, 4] for b in after["boxes"]])
     assert set(classes.tolist()) == {0.0, 1.0, 3.0}, "car -> car, bus -> truck, person dropped; frame 5 kept"

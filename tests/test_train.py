@@ -48,7 +48,9 @@ def config(sessions: list[Path], out: Path, **kw) -> TrainConfig:
 
 
 def test_short_training_learns_keys_and_obstacles(tiny_sessions, tmp_path):
-    result = train(config(tiny_sessions, tmp_path / "run", epochs=8))
+    validated = []  # (batches done, of total) after each validation batch
+    result = train(config(tiny_sessions, tmp_path / "run", epochs=8), on_validate=lambda *a: validated.append(a))
+    assert sum(done == total for done, total in validated) == 8 and validated[0][0] == 1, "progress every epoch"
     first, last = result.history[0], result.history[-1]
     assert last["train_keys"] < 0.85 * first["train_keys"], "the key loss falls"
     assert last["train_det"] < 0.5 * first["train_det"], "the detection loss falls"

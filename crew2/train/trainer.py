@@ -171,8 +171,10 @@ def _schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int, lr: flo
 
 
 def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
-          on_epoch: Callable[[EpochResult], None] | None = None) -> EpochResult | None:
-    """Train; returns the last epoch's result (None on ranks other than 0)."""
+          on_epoch: Callable[[EpochResult], None] | None = None,
+          on_validate: Callable[[int, int], None] | None = None) -> EpochResult | None:
+    """Train; returns the last epoch's result (None on ranks other than 0). `on_validate(done, total)` follows
+    each epoch's validation, batch by batch."""
     from ultralytics.utils.torch_utils import ModelEMA
 
     rank, world, device = _distributed(pick_device(cfg.device))
@@ -244,7 +246,8 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
         annotated += _sum_over_ranks(seen_annotated, device, world)
         if rank == 0:
             evaluated = ema.ema if ema is not None else net
-            probs, labels, det_score = evaluate(evaluated, val_ds, device, class_names, cfg.batch, cfg.channels_last)
+            probs, labels, det_score = evaluate(evaluated, val_ds, device, class_names, cfg.batch, cfg.channels_last,
+                                                on_validate)
             thresholds = calibrate(probs, labels)
             val = key_metrics(probs, labels, thresholds, list(meta.keys))
             val.update(det_score.result())
@@ -350,7 +353,8 @@ def _train_step(model: nn.Module, net: nn.Module, loss_fn: nn.Module, optimizer,
 
 @torch.no_grad()
 def evaluate(net: nn.Module, data: SessionStream, device: torch.device, class_names: list[str], batch: int,
-             channels_last: bool = False) -> tuple[np.ndarray, np.ndarray, DetectionScore]:
+             channels_last: bool = False, on_batch: Callable[[int, int], None] | None = None,
+             ) -> tuple[np.ndarray, np.ndarray, DetectionScore]:
     """Key probabilities and labels (N, K) over a whole dataset, and detection scores over its annotated
     frames (boxes decoded by Detect, Ultralytics' NMS, matched at IoU 0.50:0.95)."""
     from ultralytics.utils import ops
@@ -361,7 +365,7 @@ def evaluate(net: nn.Module, data: SessionStream, device: torch.device, class_na
     probs, labels = [], []
     h, w = data.meta.height, data.meta.width
     loader = torch.utils.data.DataLoader(data, batch_size=batch, collate_fn=collate)
-    for b in loader:
+    for n, b in enumerate(loader, 1):
         key_logits, (decoded, _) = net(_images(b, device, channels_last))
         probs.append(torch.sigmoid(key_logits.float()).cpu().numpy())
         labels.append(b[KEYS].numpy())
@@ -371,6 +375,8 @@ def evaluate(net: nn.Module, data: SessionStream, device: torch.device, class_na
             for i in torch.nonzero(b[ANNOTATED]).flatten().tolist():
                 mine = b[BATCH_IDX] == i
                 score.add(preds[i], xyxy[mine], b[CLS][mine].flatten())
+        if on_batch is not None:
+            on_batch(n, len(loader))
     net.train(was_training)
     return np.concatenate(probs), np.concatenate(labels), score
 
