@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -118,6 +119,24 @@ def frames_progress(what: str, paths: list[Path]):
                   console=out, transient=True) as progress:
         task = progress.add_task(what, total=total)
         yield lambda n=1: progress.advance(task, n)
+
+
+def print_detection(metrics: dict[str, float], class_names: list[str], score: float, title: str) -> None:
+    """Per class: mAP50 and the recall by box height at the score crash prevention acts on (`DetectionScore`)."""
+    from crew2.detection.metrics import TALL, height_bins
+
+    if all(math.isnan(metrics.get(f"recall_{c}_{b}", math.nan)) for c in class_names for b in height_bins()):
+        return  # no annotated frames
+    table = Table(title=f"{title}: mAP50 {metrics['map50']:.3f} (boxes >= {TALL} px tall: "
+                        f"{metrics['map50_tall']:.3f}); recall at score {score:g} by box height")
+    table.add_column("class")
+    for col in ("mAP50", *height_bins()):
+        table.add_column(col, justify="right")
+    cell = (lambda v: "-" if math.isnan(v) else f"{v:.2f}")  # noqa: E731
+    for c in class_names:
+        table.add_row(c, cell(metrics.get(f"map50_{c}", math.nan)),
+                      *(cell(metrics.get(f"recall_{c}_{b}", math.nan)) for b in height_bins()))
+    out.print(table)
 
 
 def write_json(path: Path | None, payload: Any) -> None:
@@ -634,6 +653,7 @@ def train(
         parts = split_sessions(session_paths(sessions), (1 - val_fraction, val_fraction, 0.0), seed)
         train_paths, val_paths = parts["train"], parts["val"]
     out_dir = out_dir or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
+    from crew2.drive.fusion import Rules
     from crew2.model import checkpoint  # torch: seconds to import, so after the checks above
     from crew2.train.metrics import judge
     from crew2.train.trainer import TrainConfig, starting_weights
@@ -669,7 +689,8 @@ def train(
         v = e.val
         progress.console.print(
             f"epoch {e.epoch}: keys F1 {v['f1']:.3f} (constant {v['constant_f1']:.3f}), exact {v['exact_match']:.3f}, "
-            f"mAP50 {v['map50']:.3f}, mAP50-95 {v['map50_95']:.3f}{'  best' if e.best else ''}", highlight=False)
+            f"mAP50 {v['map50']:.3f} (tall boxes {v['map50_tall']:.3f}), mAP50-95 {v['map50_95']:.3f}"
+            f"{'  best' if e.best else ''}", highlight=False)
         if e.warning:
             progress.console.print(e.warning, style="bold red", markup=False, highlight=False)
 
@@ -680,6 +701,7 @@ def train(
         best = checkpoint.load(out_dir / "best.pt")  # what ships: its thresholds, not the last epoch's
         thresholds = ", ".join(f"{k.upper()} {t:.2f}" for k, t in zip(best["keys"], best["thresholds"], strict=True))
         out.print(f"calibrated thresholds (epoch {best['epoch']}, best.pt): {thresholds}")
+        print_detection(best["metrics"], best["class_names"], Rules.load().min_score, "best.pt's obstacle head")
         out.print(f"wrote {out_dir}: last.pt, best.pt, metrics.csv, losses.png, key_f1.png, confusion.png")
         if warning := judge(best["metrics"], best["thresholds"], best["keys"]).warning():
             out.print(f"best.pt: {warning}", style="bold red", markup=False, highlight=False)
@@ -699,7 +721,9 @@ def eval_(
     seeds: Annotated[str, typer.Option(help="--drive: FIRST seed, FIRST-LAST or a,b,c.")] = "1000",
     seconds: Annotated[float, typer.Option(help="--drive: length of each episode, s.")] = 120.0,
     track_km: TrackKm = 5.0,
-    rules: Annotated[Path | None, typer.Option(help="--drive: your own crash-prevention rules (YAML).")] = None,
+    rules: Annotated[Path | None, typer.Option(
+        help="Your own crash-prevention rules (YAML): --drive drives with them; shadow mode counts obstacles found "
+             "at their min_score.")] = None,
     box_rules: BoxRules = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="--drive: also write every episode here.")]
     = None,
@@ -717,14 +741,16 @@ def eval_(
     if not sessions:
         raise Crew2Error("give held-out session files (shadow mode), or --drive for the closed loop")
     from crew2.data.tools import session_paths
+    from crew2.drive.fusion import Rules
     from crew2.train.shadow import shadow
 
     paths = session_paths(sessions)
     with frames_progress("replaying sessions through the model", paths) as advance:
-        result = shadow(model, paths, mp4, label_offset, advance)
+        result = shadow(model, paths, mp4, label_offset, advance, rules)
     m, keys = result.metrics, model.info.keys
-    table = Table(title=f"{weights.name} on {result.frames} frames ({model.name} engine)")
-    for col in ("key", "threshold", "precision", "recall", "F1", "pressed→missed", "released→pressed"):
+    table = Table(title=f"{weights.name} on {result.frames} frames ({model.name} engine)",
+                  caption="missed: frames you pressed the key and the model would not; extra: the other way round")
+    for col in ("key", "threshold", "precision", "recall", "F1", "missed", "extra"):
         table.add_column(col, justify="right")
     for j, k in enumerate(keys):
         c = result.confusion[j]
@@ -733,6 +759,7 @@ def eval_(
     out.print(table)
     out.print(f"mean F1 {m['f1']:.3f} (always pressing: {m['constant_f1']:.3f}), exact key set {m['exact_match']:.3f}, "
               f"mAP50 {m['map50']:.3f}, mAP50-95 {m['map50_95']:.3f}")
+    print_detection(m, model.info.class_names, Rules.load(rules).min_score, "obstacles")
     if mp4 is not None:
         out.print(f"wrote {mp4}")
 

@@ -48,12 +48,15 @@ def replay(session: Session, stack: int, batch: int = 32) -> Iterator[tuple[np.n
 
 
 def shadow(engine: Engine, paths: list[Path], mp4: Path | None = None, label_offset: int = 0,
-           on_frames: Callable[[int], None] | None = None) -> ShadowResult:
-    """Replay the sessions through the model (`on_frames(n)` after each batch of n frames: progress)."""
+           on_frames: Callable[[int], None] | None = None, rules: Path | None = None) -> ShadowResult:
+    """Replay the sessions through the model (`on_frames(n)` after each batch of n frames: progress); the
+    obstacle recall is counted at the lowest score the crash-prevention `rules` act on."""
+    from crew2.drive.fusion import Rules
+
     info = engine.info
     thresholds = np.array(info.thresholds)
     probs, labels = [], []
-    score = DetectionScore(info.class_names)
+    score = DetectionScore(info.class_names, Rules.load(rules).min_score)
     writer = None
     try:
         for path in paths:

@@ -359,9 +359,11 @@ def evaluate(net: nn.Module, data: SessionStream, device: torch.device, class_na
     frames (boxes decoded by Detect, Ultralytics' NMS, matched at IoU 0.50:0.95)."""
     from ultralytics.utils import ops
 
+    from crew2.drive.fusion import Rules
+
     was_training = net.training
     net.eval()
-    score = DetectionScore(class_names)
+    score = DetectionScore(class_names, Rules.load().min_score)  # recall where the shipped rules act
     probs, labels = [], []
     h, w = data.meta.height, data.meta.width
     loader = torch.utils.data.DataLoader(data, batch_size=batch, collate_fn=collate)
