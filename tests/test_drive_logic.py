@@ -321,3 +321,30 @@ def test_directinput_sender_up_to_the_module_boundary():
     fake.KEYBOARD_MAPPING = {"w": 1}
     with pytest.raises(Crew2Error, match="no key named a"):
         DirectInputSender(["w", "a"], module=fake)
+
+
+CONE_AHEAD = det(125, 69, 131, 77, cls=2)  # a cone in our lane, 8 px tall, ~30 m out
+CAR_LEFT_LANE = det(65, 62, 93, 77)  # a car in the lane to the left, as far as the cone
+CAR_RIGHT_LANE = det(163, 62, 191, 77)
+CAR_BESIDE_RIGHT = det(230, 60, 256, 140)  # tall and cut by the frame's right side: beside us
+
+
+def test_a_static_obstacle_ahead_with_a_free_lane_beside_it_is_passed_by_changing_lanes():
+    rules = Rules(lane_change=0.8)
+    results = run([[CONE_AHEAD, CAR_LEFT_LANE]] * 30, rules=rules)
+    assert all(not hits for _, hits in results[:2]), "seen in three frames first"
+    keys, hits = results[2]
+    assert keys["right"] and not keys["left"] and keys["throttle"] and not keys["brake"], "the right lane is free"
+    assert [h.rule for h in hits] == ["change_lane"] and hits[0].numbers == {"height": 0.056, "x": 0.5}
+    assert all(k["right"] for k, _ in results[2:18]), "held for lane_change seconds (16 frames at 0.05 s)"
+    keys, hits = run([[CONE_AHEAD]] * 3, rules=rules, keys={**DRIVING, "left": True})[-1]
+    assert keys["left"] and hits[0].rule == "change_lane", "both free: the network's side"
+    assert not any(hits for _, hits in run([[CONE_AHEAD]] * 10)), "off unless the rules turn it on"
+
+
+@pytest.mark.parametrize("others", [[CAR_LEFT_LANE, CAR_RIGHT_LANE], [CAR_LEFT_LANE, CAR_BESIDE_RIGHT]],
+                         ids=["both lanes taken", "a vehicle beside us"])
+def test_no_lane_change_into_a_taken_lane_or_towards_a_vehicle_beside_us(others):
+    results = run([[CONE_AHEAD, *others]] * 10, rules=Rules(lane_change=0.8))
+    assert not any(h.rule == "change_lane" for _, hits in results for h in hits)
+    assert not any(keys["left"] or keys["right"] for keys, _ in results)

@@ -43,7 +43,10 @@ class Rules:
     escape: float = 1.0
     still: float = 0.4
     beside: float = 0.6
+    lane_change: float = 0.0
+    lane: float = 0.95
     classes: tuple[str, ...] = ("car", "truck", "cone", "barrier")
+    static: tuple[str, ...] = ("cone", "barrier")
 
     def problems(self) -> list[str]:
         """Every setting that cannot work, checked when the rules are loaded rather than at the first obstacle."""
@@ -55,8 +58,9 @@ class Rules:
                 found.append(f"{name}: {v!r} is not a number {'from 0 to 1' if name in FRACTIONS else '>= 0'}")
         if not isinstance(self.steer_around, bool):
             found.append(f"steer_around: {self.steer_around!r} is not true or false")
-        if not all(isinstance(c, str) for c in self.classes):
-            found.append(f"classes: {list(self.classes)!r} is not a list of class names")
+        for name in ("classes", "static"):
+            if not all(isinstance(c, str) for c in getattr(self, name)):
+                found.append(f"{name}: {list(getattr(self, name))!r} is not a list of class names")
         return found
 
     @staticmethod
@@ -72,8 +76,8 @@ class Rules:
             raise Crew2Error(f"{path}: not a rules file (it holds settings as 'name: value' lines)")
         if unknown := set(data) - set(Rules.__dataclass_fields__):
             raise Crew2Error(f"{path}: unknown rule setting(s) {', '.join(sorted(map(str, unknown)))}")
-        classes = data.get("classes", Rules.classes)
-        rules = Rules(**{**data, "classes": tuple(classes) if isinstance(classes, list | tuple) else (classes,)})
+        lists = {name: data.get(name, getattr(Rules, name)) for name in ("classes", "static")}
+        rules = Rules(**{**data, **{k: tuple(v) if isinstance(v, list | tuple) else (v,) for k, v in lists.items()}})
         if found := rules.problems():
             raise Crew2Error(f"{path}: {'; '.join(found)}")
         return rules
@@ -106,6 +110,7 @@ class FusionState:
     still_since: float | None = None  # since when the car has stood still
     escape: tuple[float, str | None] | None = None  # (until, side) of a way around what we stopped at
     beside: dict[str, float] = field(default_factory=dict)  # side -> until when something is taken to be there
+    lane: tuple[float, str, dict] | None = None  # (until, side, numbers) of a lane change under way
 
 
 def update_tracks(state: FusionState, boxes: np.ndarray, now: float, window: float = 0.4) -> list[Track]:
@@ -224,6 +229,10 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
     boxes = _obstacles(detections, class_names, rules)
     tracks = update_tracks(state, boxes, now, rules.ttc_window)
     _note_beside(state, boxes, width, height, now, rules)
+    lane = _lane_change(roles, state, boxes, tracks, class_names, size, now, rules)
+    if lane is not None:  # what we change lanes for is not braked for; vehicles still are
+        moving = [class_names[int(b[5])] not in rules.static for b in boxes]
+        boxes, tracks = boxes[moving], [t for t, m in zip(tracks, moving, strict=True) if m]
     threat, ttc_min, close, ahead = _threat(boxes, tracks, width, height, rules)
     numbers = {} if threat is None else {"ttc_s": round(float(ttc_min), 2), "height": round(
         float((threat[3] - threat[1]) / height), 3), "x": round(float((threat[0] + threat[2]) / 2 / width), 3)}
@@ -232,6 +241,10 @@ def _ahead(roles: dict[str, bool], detections: np.ndarray, class_names: list[str
         return _go_around(dict(roles), state.escape[1], numbers)
     state.escape = None
     out, hits = _brake_or_lift(dict(roles), state, threat, ttc_min, close, boxes, size, now, rules, numbers)
+    if lane is not None:
+        side, why = lane
+        out["left"], out["right"] = side == "left", side == "right"
+        hits.append(Hit("change_lane", f"steer {side} into the free lane", why))
     # Stuck: the car has stood still for `stuck` seconds (the picture does not move) and nothing is coming
     # closer. It stands at an obstacle it braked for, or the network, which has never seen its car stand still
     # (one frame does not show speed), does not pull away: drive on, around it.
@@ -290,6 +303,67 @@ def _threat(boxes: np.ndarray, tracks: list[Track], width: int, height: int,
         if ttc < ttc_min or (is_close and not close):
             threat, ttc_min, close = box, ttc, close or is_close
     return threat, ttc_min, close, ahead
+
+
+def _lane_change(roles: dict[str, bool], state: FusionState, boxes: np.ndarray, tracks: list[Track],
+                 class_names: list[str], size: tuple[int, int], now: float,
+                 rules: Rules) -> tuple[str, dict] | None:
+    """The side to steer to, and why, while a lane change holds: started for the closest static obstacle in our
+    corridor (seen in 3 frames, not yet close) when the lane beside it is free, and held `lane_change` s."""
+    if rules.lane_change <= 0:
+        return None
+    if state.lane is not None and state.lane[0] >= now:
+        return state.lane[1], state.lane[2]
+    state.lane = None
+    width, height = size
+    ahead = [box for box, track in zip(boxes, tracks, strict=True) if class_names[int(box[5])] in rules.static
+             and in_corridor(box, width, height, rules) and len(track.history) >= 3
+             and (box[3] - box[1]) / height < rules.close_height]
+    if not ahead:
+        return None
+    obstacle = max(ahead, key=lambda b: b[3])  # the closest: the lowest bottom edge
+    side = _free_lane(obstacle, boxes, roles, state, class_names, size, now, rules)
+    if side is None:
+        return None
+    why = {"height": round(float((obstacle[3] - obstacle[1]) / height), 3),
+           "x": round(float((obstacle[0] + obstacle[2]) / 2 / width), 3)}
+    state.lane = (now + rules.lane_change, side, why)
+    return side, why
+
+
+def _lanes(box: np.ndarray, width: int, height: int, rules: Rules) -> tuple[float, float, float]:
+    """Where a box stands across the road, in lanes from the middle of the frame (its left and right edges), and
+    its depth (0 at the horizon, 1 at the bottom of the frame): a lane is `lane` x depth of the frame wide."""
+    depth = max((min(float(box[3]), height) / height - rules.horizon) / (1 - rules.horizon), 1e-3)
+    scale = rules.lane * depth * width
+    return (float(box[0]) - width / 2) / scale, (float(box[2]) - width / 2) / scale, depth
+
+
+def _free_lane(obstacle: np.ndarray, boxes: np.ndarray, roles: dict[str, bool], state: FusionState,
+               class_names: list[str], size: tuple[int, int], now: float, rules: Rules) -> str | None:
+    """The lane beside the obstacle that is free: nothing beside us on that side, no vehicle overlapping it
+    and no static obstacle standing in it, up to twice the obstacle's distance. The network's side first when
+    it steers, else away from the obstacle's side of the frame."""
+    left, right, depth = _lanes(obstacle, *size, rules)
+    centre = (left + right) / 2
+    first = "left" if roles["left"] else "right" if roles["right"] else "left" if centre > 0 else "right"
+    beside = _beside(state, now)
+    for side in (first, "right" if first == "left" else "left"):
+        lo, hi = (centre - 1.5, centre - 0.5) if side == "left" else (centre + 0.5, centre + 1.5)
+        taken = side in beside
+        for box in boxes:
+            if taken or box is obstacle or np.array_equal(box, obstacle):
+                continue
+            b_left, b_right, b_depth = _lanes(box, *size, rules)
+            if b_depth < 0.5 * depth:  # more than twice as far as the obstacle
+                continue
+            if class_names[int(box[5])] in rules.static:
+                taken = lo < (b_left + b_right) / 2 < hi  # a cone on the lane's line does not close it
+            else:
+                taken = b_left < hi and b_right > lo
+        if not taken:
+            return side
+    return None
 
 
 def _brake_or_lift(out: dict[str, bool], state: FusionState, threat: np.ndarray | None, ttc_min: float,
