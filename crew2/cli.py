@@ -21,7 +21,7 @@ from crew2.errors import Crew2Error
 from crew2.model import engine_for
 from crew2.model.pickles import TRUST_HELP
 from crew2.outputs import check_output, whole
-from crew2.shipped import shipped
+from crew2.shipped import given, shipped
 
 # Markdown help: a docstring's paragraphs are rewrapped to the terminal (the default "rich" keeps every line
 # break of the source, so they came out ragged).
@@ -197,7 +197,8 @@ def demo(
     seconds: Annotated[float, typer.Option(help="Length of each episode, s.")] = 60.0,
     show: Annotated[bool, typer.Option(help="Watch it in a window, in real time, with the model's overlays.")]
     = False,
-    weights: Annotated[Path | None, typer.Option(help="Another model (default: the one shipped in weights/).")]
+    weights: Annotated[Path | None, typer.Option(help="Another model (default: the one shipped in weights/).",
+                                                 callback=given)]
     = None,
     fusion: Annotated[bool, typer.Option(help="Crash prevention on (--no-fusion to compare without).")] = True,
     mp4: Annotated[Path | None, typer.Option(help="A video of the first episode with the model's overlays.")]
@@ -472,7 +473,8 @@ def record(
         stats = record(config, on_tick=show,
                              on_countdown=lambda left: live.update(f"recording starts in {left:.0f} s…"))
     out.print(status_line(stats, config, final=True), soft_wrap=True)
-Dataset = Annotated[Path | None, typer.Option(help="Dataset YAML with the obstacle classes (default: the sim's).")]
+Dataset = Annotated[Path | None, typer.Option(help="Dataset YAML with the obstacle classes (default: the sim's).",
+                                               callback=given)]
 
 
 @annotate_app.command("select")
@@ -482,7 +484,8 @@ def annotate_select(
     every: Annotated[int | None, typer.Option(help="Every n-th frame.")] = None,
     scene: Annotated[float | None, typer.Option(help="Scene changes: mean grey-level change above this.")] = None,
     hard: Annotated[bool, typer.Option(help="Frames where you braked or started/stopped steering.")] = False,
-    unsure: Annotated[Path | None, typer.Option(help="A model (.pt/.onnx): frames where it is unsure.")] = None,
+    unsure: Annotated[Path | None, typer.Option(help="A model (.pt/.onnx): frames where it is unsure.",
+                                                callback=given)] = None,
     min_gap: Annotated[int, typer.Option(help="At least this many frames between chosen ones.")] = 5,
     budget: Annotated[int | None, typer.Option(help="At most this many frames per session.")] = None,
 ) -> None:
@@ -597,6 +600,8 @@ def annotate_import(
     from crew2.detection.classes import load_spec
     from crew2.detection.yolo_io import import_yolo
 
+    if not labels.exists():
+        raise Crew2Error(f"{labels}: no such file or folder")
     done = import_yolo(labels, session_paths(sessions), load_spec(dataset).names)
     for name, n in done.items():
         out.print(f"{name}: {n} frames imported (reviewed)")
@@ -653,6 +658,8 @@ def train(
         parts = split_sessions(session_paths(sessions), (1 - val_fraction, val_fraction, 0.0), seed)
         train_paths, val_paths = parts["train"], parts["val"]
     out_dir = out_dir or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
+    if resume and not (out_dir / "last.pt").is_file():
+        raise Crew2Error(f"{out_dir / 'last.pt'}: no such checkpoint to resume (give the run's --out)")
     from crew2.drive.fusion import Rules
     from crew2.model import checkpoint  # torch: seconds to import, so after the checks above
     from crew2.train.metrics import judge
@@ -672,6 +679,7 @@ def train(
                         TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
                         TimeRemainingColumn(), console=out, disable=quiet)
     task = progress.add_task("train", total=None, epoch=0, info="")
+    logged = [time.monotonic()]
 
     def on_step(s) -> None:
         done = (s.step - 1) % s.steps_per_epoch + 1
@@ -679,8 +687,9 @@ def train(
         info = (f"loss {s.losses['total']:.3f} (keys {s.losses['keys']:.3f}, det {s.losses['det']:.3f}) "
                 f"{s.samples_per_s:.0f} samples/s")
         progress.update(task, completed=done, total=total, epoch=s.epoch, info=info)
-        if not out.is_terminal and not quiet and done % max(1, total // 10) == 0:
-            out.print(f"epoch {s.epoch}: step {done}/{total}, {info}", highlight=False)  # logs: no bar
+        if not out.is_terminal and not quiet and (done % max(1, total // 10) == 0 or time.monotonic() > logged[0] + 60):
+            out.print(f"epoch {s.epoch}: step {done}/{total}, {info}", highlight=False)  # logs: no bar, a line a
+            logged[0] = time.monotonic()  # tenth of an epoch or a minute
 
     def on_validate(done: int, total: int) -> None:
         progress.update(task, completed=done, total=total, info="validating")
@@ -710,7 +719,7 @@ def train(
 @app.command(name="eval")
 @user_errors
 def eval_(
-    weights: Annotated[Path, typer.Argument(help="A checkpoint (.pt) or an ONNX export (.onnx).")],
+    weights: Annotated[Path, typer.Argument(help="A checkpoint (.pt) or an ONNX export (.onnx).", callback=given)],
     sessions: Annotated[list[Path] | None, typer.Argument(help="Held-out session files or folders.")] = None,
     engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     mp4: Annotated[Path | None, typer.Option(help="Render the human's keys, the model's and its boxes here.")] = None,
@@ -780,9 +789,13 @@ def eval_drive(model, weights: Path, seeds_text: str, episodes: int, seconds: fl
     sim = SimConfig(width=w, height=h, track_km=track_km, max_seconds=seconds)
     with Progress(console=out, transient=True) as progress:
         task = progress.add_task("driving the simulator", total=len(DRIVERS) * len(seeds))
-        results = compare(model, weights, seeds, sim, rules,
-                          on_episode=lambda name, r: progress.update(task, advance=1, description=name),
-                          box_rules=box_rules_setting)
+        def on_episode(name: str, result: dict) -> None:
+            progress.update(task, advance=1, description=name)
+            if not out.is_terminal:  # a log: a line per episode
+                out.print(f"{name}, seed {result['seed']}: {result['distance_m']:g} m, "
+                          f"{result['collisions']} collision(s)", highlight=False)
+
+        results = compare(model, weights, seeds, sim, rules, on_episode=on_episode, box_rules=box_rules_setting)
     means = summary(results)
     table = Table(title=f"closed loop: {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), {seconds:g} s each, "
                         f"{model.name} engine")
@@ -829,7 +842,8 @@ def export(
 @app.command()
 @user_errors
 def drive(
-    weights: Annotated[Path, typer.Argument(help="The model: a checkpoint (.pt) or its ONNX export (.onnx).")],
+    weights: Annotated[Path, typer.Argument(help="The model: a checkpoint (.pt) or its ONNX export (.onnx).",
+                                            callback=given)],
     source: Annotated[str, typer.Option(help="window (a game window), screen or sim (built-in).")] = "window",
     window: Annotated[str | None, typer.Option(help="--source window: part of the game window's title.")] = None,
     region: Annotated[str | None, typer.Option(help="--source screen: LEFT,TOP,WIDTH,HEIGHT.")] = None,
@@ -945,8 +959,8 @@ def data_info(sessions: Sessions) -> None:
     from crew2.data.tools import info, session_paths
 
     table = Table(title="sessions")
-    for col in ("session", "frames", "time", "fps", "source", "keys", "KB/frame", "boxes"):
-        table.add_column(col, justify="left" if col in ("session", "source", "keys") else "right")
+    for col in ("session", "frames", "time", "fps", "source", "keys", "KB/frame", "annotated"):
+        table.add_column(col, justify="left" if col in ("session", "source", "keys") else "right", overflow="fold")
     rows = [info(p) for p in session_paths(sessions)]
     for r in rows:
         table.add_row(r.path.name, str(r.frames), f"{r.seconds:.0f} s", f"{r.fps:g}", f"{r.source}/{r.driver}",
@@ -1074,6 +1088,8 @@ def data_view(
 
     if scale < 1:
         raise Crew2Error(f"--scale must be 1 or more, not {scale}")
+    if not session.is_file():
+        raise Crew2Error(f"{session}: no such file")
     if mp4 is not None:
         with frames_progress(f"writing {mp4}", [session]) as advance:
             n = write_mp4(session, mp4, scale, advance)

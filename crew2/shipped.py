@@ -16,3 +16,13 @@ def shipped(relative: str) -> Path:
         if (base / relative).exists():
             return base / relative
     return _HERE.parent / relative
+
+
+def given(path: Path | None) -> Path | None:
+    """A file named on the command line: as given when it exists; else, when it names a shipped file the way the
+    README does (`weights/crew2-sim-t.onnx`, `datasets/sim.yaml`) from a folder that has no such file, the shipped
+    one; else as given, for the caller's error."""
+    if path is None or path.exists() or path.is_absolute() or path.parts[:1] not in (("weights",), ("datasets",)):
+        return path
+    found = shipped(path.as_posix())
+    return found if found.exists() else path

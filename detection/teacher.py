@@ -34,13 +34,13 @@ def load_teacher(path: str | Path, trust_pickle: bool = False):
 
 
 def class_map(teacher_names: dict[int, str], spec: DatasetSpec) -> dict[int, int]:
-    """Teacher class id -> crew2 class id, for the teacher classes the dataset YAML maps."""
-    if not spec.teacher:
-        raise Crew2Error("the dataset file has no 'teacher:' mapping from the teacher's classes to crew2's")
-    mapping = {i: spec.names.index(spec.teacher[name]) for i, name in teacher_names.items() if name in spec.teacher}
+    """Teacher class id -> crew2 class id: the teacher classes the dataset YAML's `teacher:` table maps, and those
+    named as crew2's own (a detector trained on `crew2 annotate export --yolo` needs no table)."""
+    mapping = {i: spec.names.index((spec.teacher or {}).get(name, name)) for i, name in teacher_names.items()
+               if name in (spec.teacher or {}) or name in spec.names}
     if not mapping:
-        raise Crew2Error(f"none of the teacher's classes ({', '.join(list(teacher_names.values())[:8])}, ...) "
-                         "appears in the dataset file's teacher mapping")
+        raise Crew2Error(f"none of the teacher's classes ({', '.join(list(teacher_names.values())[:8])}, ...) is "
+                         f"one of crew2's ({', '.join(spec.names)}) or in the dataset file's 'teacher:' table")
     return mapping
 
 

@@ -258,3 +258,36 @@ def test_review_window_opens_and_saves_with_keys(sim_sessions, xvfb):
     assert "saved 2 frame(s)" in out
     sources = snapshot(path)["sources"]
     assert sources[0] == sources[1] == REVIEWED and sources[2] == SIM_TRUTH
+
+
+def test_a_teacher_trained_on_the_export_labels_new_sessions_that_crew2_trains_on(sim_sessions, tmp_path, monkeypatch):
+    """The real-game path with a user's own detector: `annotate export --yolo`, `yolo train` on it, `annotate auto
+    --teacher` with the result on a session with no boxes, `crew2 train` on teacher-labelled and reviewed frames."""
+    import h5py
+    from ultralytics import YOLO
+
+    from crew2.data.session import BOX_SOURCE, TEACHER
+    from crew2.detection.teacher import load_teacher, prelabel
+    from crew2.model import checkpoint
+    from crew2.train.trainer import TrainConfig, train
+
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    export_yolo({"train": sim_sessions[:1], "val": sim_sessions[1:]}, tmp_path / "yolo", NAMES)
+    YOLO("yolo11n.yaml").train(data=str(tmp_path / "yolo" / "data.yaml"), epochs=1, imgsz=256, batch=8,
+                               device="cpu", workers=0, plots=False, amp=False, project=str(tmp_path),
+                               name="teacher", exist_ok=True, verbose=False)
+    teacher = load_teacher(tmp_path / "teacher" / "weights" / "last.pt", trust_pickle=True)
+    assert list(teacher.names.values()) == NAMES, "crew2's own classes: no teacher table needed"
+
+    fresh = tmp_path / "fresh.h5"
+    record(RecordConfig(source="sim", out=fresh, frames=40, seed=5))
+    with h5py.File(fresh, "a") as f:  # as a game's session: frames without boxes
+        f[BOX_SOURCE][...] = NOT_ANNOTATED
+    done = prelabel(teacher, [fresh], load_spec(ROOT / "datasets" / "sim.yaml"), conf=0.001)
+    assert done == {"fresh.h5": 40} and (Session(fresh).box_sources() == TEACHER).all()
+
+    config = TrainConfig(train=[fresh, sim_sessions[0]], val=sim_sessions[1:], out=tmp_path / "run", batch=16,
+                         workers=0, epochs=1, max_steps=4, pretrained=None)
+    train(config)
+    ckpt = checkpoint.load(tmp_path / "run" / "best.pt")
+    assert ckpt["detector"]["annotated_frames"] == 4 * 16, "teacher-labelled and reviewed frames both train the head"
