@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from crew2.errors import Crew2Error
+from crew2.errors import Crew2Error, read_yaml
 from crew2.sim.world import CLASSES
 
 
@@ -27,13 +25,11 @@ def load_spec(path: str | Path | None) -> DatasetSpec:
     if path is None:
         return default_spec()
     path = Path(path)
-    if not path.is_file():
-        raise Crew2Error(f"{path}: no such dataset file")
+    data = read_yaml(path, "dataset file", "'names: {0: car, 1: truck, ...}'")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
         raw = data["names"]
         names = [raw[i] for i in range(len(raw))] if isinstance(raw, dict) else list(raw)
-    except (yaml.YAMLError, KeyError, TypeError) as e:
+    except (KeyError, TypeError) as e:
         raise Crew2Error(f"{path}: a dataset file needs 'names: {{0: car, 1: truck, ...}}' ({e})") from e
     teacher = {str(k): str(v) for k, v in (data.get("teacher") or {}).items()}
     unknown = sorted(set(teacher.values()) - set(names))

@@ -26,7 +26,7 @@ from crew2.data.session import (
     Session,
     SessionWriter,
 )
-from crew2.errors import Crew2Error
+from crew2.errors import Crew2Error, read_yaml
 from crew2.outputs import check_output, whole
 from crew2.video import Mp4Writer
 
@@ -307,13 +307,8 @@ def write_split(parts: dict[str, list[Path]], path: Path) -> None:
 def read_split(path: Path) -> dict[str, list[Path]]:
     """A split file from `write_split` (or by hand): relative paths are read against the file's folder; every
     session must exist."""
-    if not path.is_file():
-        raise Crew2Error(f"{path}: no such split file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise Crew2Error(f"{path}: not a split file: {e}") from None
-    if not isinstance(data, dict) or not set(data) <= set(SPLITS):
+    data = read_yaml(path, "split file", f"lists of sessions under {', '.join(SPLITS)}")
+    if not set(data) <= set(SPLITS):
         raise Crew2Error(f"{path}: not a split file (it lists sessions under {', '.join(SPLITS)})")
     def resolve(p: str) -> Path:  # against the file's folder; a file written before that: the working directory
         here = path.parent / p

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
-from crew2.errors import Crew2Error
+from crew2.errors import Crew2Error, read_yaml
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 STILL_TTC = 10.0  # s: an obstacle whose time-to-contact is longer than this is not coming closer
@@ -66,14 +65,7 @@ class Rules:
     @staticmethod
     def load(path: str | Path | None = None) -> Rules:
         path = Path(path) if path else DEFAULT_RULES
-        if not path.is_file():
-            raise Crew2Error(f"{path}: no such rules file")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise Crew2Error(f"{path}: not a rules file ({e})") from e
-        if not isinstance(data, dict):
-            raise Crew2Error(f"{path}: not a rules file (it holds settings as 'name: value' lines)")
+        data = read_yaml(path, "rules file", "settings as 'name: value' lines")
         if unknown := set(data) - set(Rules.__dataclass_fields__):
             raise Crew2Error(f"{path}: unknown rule setting(s) {', '.join(sorted(map(str, unknown)))}")
         lists = {name: data.get(name, getattr(Rules, name)) for name in ("classes", "static")}
