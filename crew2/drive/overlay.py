@@ -34,6 +34,7 @@ def draw(entry: FrameLog, keys: list[str], thresholds: list[float], class_names:
         layer = img.copy()
         cv2.fillPoly(layer, [poly.astype(np.int32)], RED if braking else GREEN)
         img = cv2.addWeighted(layer, 0.18, img, 0.82, 0)
+    taken: list[tuple[int, int, int, int]] = []  # the labels drawn so far: a label never covers another
     for x1, y1, x2, y2, score, cls in entry.boxes:
         box = np.array([x1, y1, x2, y2])
         threat = rules is not None and score >= rules.min_score and in_corridor(box, w, h, rules)
@@ -41,7 +42,7 @@ def draw(entry: FrameLog, keys: list[str], thresholds: list[float], class_names:
         p1, p2 = (int(x1 * scale), int(y1 * scale)), (int(x2 * scale), int(y2 * scale))
         cv2.rectangle(img, p1, p2, colour, 2 if threat else 1, cv2.LINE_AA)
         name = class_names[int(cls)] if int(cls) < len(class_names) else str(int(cls))
-        _label(img, f"{name} {score:.2f}", (p1[0], max(p1[1] - 4, 12)), colour)
+        _label(img, f"{name} {score:.2f}", (p1[0], max(p1[1] - 4, 12)), colour, taken)
     y = 16
     for hit in entry.hits:
         numbers = " ".join(f"{k} {v:g}" for k, v in hit.numbers.items())
@@ -52,12 +53,22 @@ def draw(entry: FrameLog, keys: list[str], thresholds: list[float], class_names:
     return np.vstack([img, _key_panel(img.shape[1], entry, keys, thresholds)])
 
 
-def _label(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int]) -> None:
-    """Text on a dark plate, legible on sky, road and grass alike."""
+def _label(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int],
+           taken: list[tuple[int, int, int, int]] | None = None) -> None:
+    """Text on a dark plate, legible on sky, road and grass alike; with `taken` (the plates already drawn), moved
+    up a line at a time, or below them, until it covers none of them, and added to them."""
     (w, h), base = cv2.getTextSize(text, FONT, 0.45, 1)
     x, y = org
+    if taken is not None:
+        def clear(y: int) -> bool:
+            return not any(x - 2 < r[2] and r[0] < x + w + 2 and y - h - 3 < r[3] and r[1] < y + base
+                           for r in taken)
+        step = h + base + 4
+        y = next((c for c in (y - k * step for k in range(4)) if c - h - 3 >= 0 and clear(c)),
+                 next((c for c in (y + k * step for k in range(1, 8)) if clear(c)), y))
+        taken.append((x - 2, y - h - 3, x + w + 2, y + base))
     cv2.rectangle(img, (x - 2, y - h - 3), (x + w + 2, y + base), (20, 20, 20), -1)
-    cv2.putText(img, text, org, FONT, 0.45, colour, 1, cv2.LINE_AA)
+    cv2.putText(img, text, (x, y), FONT, 0.45, colour, 1, cv2.LINE_AA)
 
 
 def _key_panel(width: int, entry: FrameLog, keys: list[str], thresholds: list[float]) -> np.ndarray:
