@@ -53,13 +53,14 @@ DRIVING = {"throttle": True, "brake": False, "left": False, "right": False}
 def run(frames: list[list[list[float]]], dt: float = 0.05, rules: Rules | None = None, keys=None,
         motion: float | list[float] | None = 5.0):
     """Feed a sequence of detection lists; return the keys and hits after each frame. `motion`: how much the
-    picture moves every frame (5: driving; 0: the car stands), or a list of it, one per frame."""
+    picture moves every frame (5: driving; 0: the car stands), or a list of it, one per frame; `keys` the
+    network's keys by role, or a list of them, one per frame."""
     state, rules = FusionState(), rules or Rules()
     motions = motion if isinstance(motion, list) else [motion] * len(frames)
+    roles = keys if isinstance(keys, list) else [keys or DRIVING] * len(frames)
     out = []
-    for i, (boxes, m) in enumerate(zip(frames, motions, strict=True)):
-        out.append(fuse(dict(keys or DRIVING), np.array(boxes, np.float32).reshape(-1, 6), NAMES, (W, H), state,
-                        i * dt, rules, m))
+    for i, (boxes, m, r) in enumerate(zip(frames, motions, roles, strict=True)):
+        out.append(fuse(dict(r), np.array(boxes, np.float32).reshape(-1, 6), NAMES, (W, H), state, i * dt, rules, m))
     return out
 
 
@@ -330,21 +331,23 @@ CAR_BESIDE_RIGHT = det(230, 60, 256, 140)  # tall and cut by the frame's right s
 
 
 def test_a_static_obstacle_ahead_with_a_free_lane_beside_it_is_passed_by_changing_lanes():
-    rules = Rules(lane_change=0.8)
-    results = run([[CONE_AHEAD, CAR_LEFT_LANE]] * 30, rules=rules)
+    rules, right = Rules(lane_change=0.8), {**DRIVING, "right": True}
+    results = run([[CONE_AHEAD, CAR_LEFT_LANE]] * 30, rules=rules, keys=right)
     assert all(not hits for _, hits in results[:2]), "seen in three frames first"
     keys, hits = results[2]
     assert keys["right"] and not keys["left"] and keys["throttle"] and not keys["brake"], "the right lane is free"
     assert [h.rule for h in hits] == ["change_lane"] and hits[0].numbers == {"height": 0.056, "x": 0.5}
-    assert all(k["right"] for k, _ in results[2:18]), "held for lane_change seconds (16 frames at 0.05 s)"
-    keys, hits = run([[CONE_AHEAD]] * 3, rules=rules, keys={**DRIVING, "left": True})[-1]
-    assert keys["left"] and hits[0].rule == "change_lane", "both free: the network's side"
-    assert not any(hits for _, hits in run([[CONE_AHEAD]] * 10)), "off unless the rules turn it on"
+    held = run([[CONE_AHEAD, CAR_LEFT_LANE]] * 30, rules=rules, keys=[right] * 3 + [DRIVING] * 27)
+    assert all(k["right"] for k, _ in held[2:18]), "held for lane_change seconds after the network lets go"
+    assert not held[19][0]["right"], "then the network's keys again"
+    assert not any(hits for _, hits in run([[CONE_AHEAD]] * 10, rules=rules)), (
+        "only to the side the network steers to: it sees where the road goes, the rules do not")
+    assert not any(hits for _, hits in run([[CONE_AHEAD]] * 10, keys=right)), "off unless the rules turn it on"
 
 
 @pytest.mark.parametrize("others", [[CAR_LEFT_LANE, CAR_RIGHT_LANE], [CAR_LEFT_LANE, CAR_BESIDE_RIGHT]],
                          ids=["both lanes taken", "a vehicle beside us"])
 def test_no_lane_change_into_a_taken_lane_or_towards_a_vehicle_beside_us(others):
-    results = run([[CONE_AHEAD, *others]] * 10, rules=Rules(lane_change=0.8))
-    assert not any(h.rule == "change_lane" for _, hits in results for h in hits)
-    assert not any(keys["left"] or keys["right"] for keys, _ in results)
+    for side in ("left", "right"):
+        results = run([[CONE_AHEAD, *others]] * 10, rules=Rules(lane_change=0.8), keys={**DRIVING, side: True})
+        assert not any(h.rule == "change_lane" for _, hits in results for h in hits)

@@ -333,14 +333,15 @@ def _lanes(box: np.ndarray, width: int, height: int, rules: Rules) -> tuple[floa
 
 def _free_lane(obstacle: np.ndarray, boxes: np.ndarray, roles: dict[str, bool], state: FusionState,
                class_names: list[str], size: tuple[int, int], now: float, rules: Rules) -> str | None:
-    """The lane beside the obstacle that is free: nothing beside us on that side, no vehicle overlapping it
-    and no static obstacle standing in it, up to twice the obstacle's distance. The network's side first when
-    it steers, else away from the obstacle's side of the frame."""
+    """The side the network steers to, when the lane there beside the obstacle is free: nothing beside us on that
+    side, no vehicle overlapping the lane and no static obstacle standing in it, up to twice the obstacle's
+    distance. Only the network's side: the rules do not know where the road ends (choosing a side themselves,
+    from the leftmost or rightmost lane, drove off the road: 5.9 s per episode against 1.95 on seeds 3000-3019)."""
     left, right, depth = _lanes(obstacle, *size, rules)
     centre = (left + right) / 2
-    first = "left" if roles["left"] else "right" if roles["right"] else "left" if centre > 0 else "right"
+    sides = [side for side in ("left", "right") if roles[side]]  # the network's: it sees where the road goes
     beside = _beside(state, now)
-    for side in (first, "right" if first == "left" else "left"):
+    for side in sides:
         lo, hi = (centre - 1.5, centre - 0.5) if side == "left" else (centre + 0.5, centre + 1.5)
         taken = side in beside
         for box in boxes:
