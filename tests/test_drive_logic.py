@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from crew2.drive.decoder import DecoderConfig, KeyDecoder
-from crew2.drive.fusion import FusionState, Rules, fuse, in_corridor, picture, picture_motion, scenery
+from crew2.drive.fusion import FusionState, Rules, fuse, in_corridor, picture_motion, scenery
 from crew2.errors import Crew2Error
+from crew2.io.picture import picture
 
 KEYS = ["w", "a", "s", "d"]
 ROLES = {"throttle": "w", "left": "a", "brake": "s", "right": "d"}

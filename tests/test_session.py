@@ -198,3 +198,48 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_file(tmp_path):
     assert "Traceback" not in stderr and "wrote" in stdout
     s = Session(path)
     assert len(s) > 10 and s.frame(len(s) - 1).shape == (144, 256, 3)
+
+
+class PictureSource:
+    """A capture that returns the given pictures in turn, and a keyboard with nothing down."""
+
+    box_source = NOT_ANNOTATED
+
+    def __init__(self, pictures):
+        self.pictures, self.i = pictures, 0
+
+    def grab(self):
+        self.i += 1
+        return self.pictures[(self.i - 1) % len(self.pictures)]
+
+    def boxes(self):
+        return None
+
+    def read(self):
+        return np.zeros(4, bool)
+
+
+@pytest.mark.parametrize("kind, pictures, blank", [
+    ("black", [np.zeros((144, 256, 3), np.uint8)], 40),  # 5 s at 20 fps; blank from 3 s on
+    ("frozen", [np.full((144, 256, 3), 120, np.uint8)], 0),  # unchanged for 2 s, then 3 s more: 5 s, not yet
+    (None, [np.random.default_rng(i).integers(0, 256, (144, 256, 3), dtype=np.uint8) for i in range(5)], 0),
+])
+def test_recording_says_when_the_picture_shows_nothing(kind, pictures, blank, tmp_path):
+    from crew2.record.recorder import blank_warning
+
+    writer = BackgroundWriter(tmp_path / "s.h5", meta())
+    ticks = []
+    stats = record_loop(PictureSource(pictures), PictureSource(pictures), writer, fps=20, size=(256, 144),
+                        realtime=False, max_frames=100, on_tick=lambda s: ticks.append((s.blank, blank_warning(s))))
+    writer.close()
+    assert stats.blank_frames == blank and len(Session(tmp_path / "s.h5")) == 100, "recorded all the same"
+    if kind == "black":
+        assert ticks[59][0] is None and ticks[60][0] == "black"
+        assert ticks[-1][1].startswith("the picture has been black for 5 s: if the game is running, crew2 does not")
+        assert "borderless windowed mode" in ticks[-1][1]
+    elif kind == "frozen":
+        longer = record_loop(PictureSource(pictures), PictureSource(pictures), BackgroundWriter(tmp_path / "f.h5",
+                             meta()), fps=20, size=(256, 144), realtime=False, max_frames=120)
+        assert longer.blank == "frozen" and 15 <= longer.blank_frames <= 20, "unchanged 2 s, then warned 3 s later"
+    else:
+        assert all(b is None for b, _ in ticks)

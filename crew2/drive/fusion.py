@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 
 from crew2.errors import Crew2Error, read_yaml
+from crew2.io.picture import PICTURE
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 STILL_TTC = 10.0  # s: an obstacle whose time-to-contact is longer than this is not coming closer
 MOTION_WINDOW = 0.5  # s: the car stands when the picture's median motion over this window is below `still`
-PICTURE = (64, 36)  # width, height of the grey picture whose lower half (the road) shows whether the car moves
 MIN_SCENERY = 0.05  # share of the picture that must lie outside the obstacles' boxes to measure motion on it
 
 
@@ -162,11 +162,6 @@ def _cut_sides(box: np.ndarray, width: int) -> list[str]:
 def _beside(state: FusionState, now: float) -> set[str]:
     """The sides where something is taken to be beside us now."""
     return {side for side, until in state.beside.items() if until >= now}
-
-
-def picture(frame: np.ndarray) -> np.ndarray:
-    """What shows whether the car moves: the lower half of an RGB frame, grey, at 64x36 -> (18, 64) uint8."""
-    return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), PICTURE, interpolation=cv2.INTER_AREA)[PICTURE[1] // 2:]
 
 
 def scenery(detections: np.ndarray, size: tuple[int, int], min_score: float) -> np.ndarray:

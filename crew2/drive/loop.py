@@ -14,11 +14,12 @@ import cv2
 import numpy as np
 
 from crew2.drive.decoder import KeyDecoder
-from crew2.drive.fusion import FusionState, Hit, Rules, fuse, picture, picture_motion, scenery
+from crew2.drive.fusion import FusionState, Hit, Rules, fuse, picture_motion, scenery
 from crew2.drive.takeover import Takeover
 from crew2.io.capture import FrameSource
 from crew2.io.control import Control, Pacer, StageTimer
 from crew2.io.keyboard import KeySender
+from crew2.io.picture import Blindness, picture
 from crew2.model.engine import Engine
 from crew2.signals import stop_on_signals
 
@@ -76,42 +77,6 @@ def as_frame(frame, size: tuple[int, int]) -> np.ndarray | None:
     if (a.shape[1], a.shape[0]) != size:
         a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(a)
-
-
-class Blindness:
-    """A picture that shows nothing to drive by: black (a loading screen), or the same picture for `frozen_s` while
-    throttle is pressed (a paused or hung game, a capture that returns its last image; a car standing on the brake
-    may see a still picture). No keys then, until the picture changes, or for `retry_s` before keys are tried again
-    (a game that ignores keys for a while)."""
-
-    def __init__(self, frozen_s: float = 1.0, retry_s: float = 3.0):
-        self.frozen_s, self.retry_s = frozen_s, retry_s
-        self.last: np.ndarray | None = None
-        self.still_since: float | None = None  # the picture has not changed, with keys down, since
-        self.frozen_at: float | None = None
-
-    def __call__(self, grey: np.ndarray, now: float, pressing: bool) -> str | None:
-        """"black", "frozen" or None (drive) for a frame's `picture` (grey, the lower half: the road); `pressing`:
-        throttle was down since the last frame."""
-        thumb = grey.astype(np.int16)  # fusion's `picture` of the frame: computed once a frame, for both
-        same = self.last is not None and np.abs(thumb - self.last).max() <= 2
-        self.last = thumb
-        if thumb.max() < 16:
-            return "black"
-        if not same:
-            self.still_since = self.frozen_at = None
-            return None
-        if self.frozen_at is not None:
-            if now - self.frozen_at < self.retry_s:
-                return "frozen"
-            self.frozen_at = self.still_since = None  # try the keys again
-            return None
-        if pressing:
-            self.still_since = now if self.still_since is None else self.still_since
-            if now - self.still_since >= self.frozen_s:
-                self.frozen_at = now
-                return "frozen"
-        return None
 
 
 class Watchdog:

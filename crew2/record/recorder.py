@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import numpy as np
 from crew2.io.capture import FrameSource
 from crew2.io.control import Control, Pacer
 from crew2.io.keyboard import KeyReader
+from crew2.io.picture import Blindness, picture
 from crew2.record.writer import BackgroundWriter, Sample
 from crew2.signals import stop_on_signals
 
@@ -24,10 +26,25 @@ class RecordStats:
     discarded: int = 0
     elapsed: float = 0.0  # s of recording, pauses excluded
     keys: np.ndarray | None = None
+    blank: str | None = None  # "black" or "frozen": what the picture has shown for BLANK_AFTER s, up to now
+    blank_for: float = 0.0  # s the picture has shown nothing to learn from, up to now
+    blank_frames: int = 0  # recorded while `blank`
 
     @property
     def fps(self) -> float:
         return self.frames / self.elapsed if self.elapsed > 0 else 0.0
+
+
+BLANK_AFTER = 3.0  # s of a black picture, or of one unchanged for Blindness's frozen_s before that, to warn
+BLANK_HINT = {"black": "the picture has been black for {s:.0f} s",
+              "frozen": "the picture has not changed for {s:.0f} s"}
+BLANK_WHAT = ("if the game is running, crew2 does not see it: use borderless windowed mode, or another --source "
+              "(a window covered by another, exclusive full screen and HDR give black or stale pictures)")
+
+
+def blank_warning(stats: RecordStats) -> str | None:
+    """One line on what the picture shows, while it shows nothing to learn from."""
+    return None if stats.blank is None else f"{BLANK_HINT[stats.blank].format(s=stats.blank_for)}: {BLANK_WHAT}"
 
 
 def record_loop(source: FrameSource, reader: KeyReader, writer: BackgroundWriter, *, fps: float,
@@ -53,6 +70,7 @@ def _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, 
           clock) -> RecordStats:
     w, h = size
     pacer = Pacer(fps, clock)
+    blindness, blank_since = Blindness(frozen_s=2.0, retry_s=math.inf), None
     start = clock()  # timestamps are wall time from here: pauses and discards leave gaps (cuts)
     paused_total, paused_at = 0.0, None
     while not control.stop.is_set():
@@ -87,9 +105,14 @@ def _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, 
             frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
             if boxes is not None and len(boxes):
                 boxes = boxes * np.array([sx, sy, sx, sy, 1], np.float32)
+        why = blindness(picture(frame), t, pressing=True)
+        blank_since = None if why is None else t if blank_since is None else blank_since
+        stats.blank = why if why is not None and t - blank_since >= BLANK_AFTER else None
+        stats.blank_for = 0.0 if blank_since is None else t - blank_since
         sample = Sample(frame, keys.copy(), t, boxes, source.box_source if boxes is not None else 0)
         if writer.submit(sample, block=not realtime):
             stats.frames += 1
+            stats.blank_frames += stats.blank is not None
         else:
             stats.dropped += 1
         stats.keys = keys

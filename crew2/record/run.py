@@ -16,7 +16,7 @@ from crew2.errors import Crew2Error
 from crew2.io.control import Control, Hotkeys, countdown
 from crew2.io.platform import SCREEN_SOURCES, open_screen_game
 from crew2.keys import KeyProfile, default_profile
-from crew2.record.recorder import RecordStats, record_loop
+from crew2.record.recorder import RecordStats, blank_warning, record_loop
 from crew2.record.writer import BackgroundWriter
 from crew2.sim.sources import SimSource
 from crew2.sim.world import CLASSES, SimConfig
@@ -132,4 +132,6 @@ def status_line(stats: RecordStats, config: RecordConfig, final: bool = False) -
     head = f"wrote {config.out}" if final else f"recording {config.out}"
     return (f"{head}: {stats.frames} frames, {stats.elapsed:.1f} s, {stats.fps:.1f}/{config.fps:g} fps, "
             f"{stats.dropped} dropped, {stats.late} late, {stats.discarded} discarded, {size:.1f} MB"
-            + ("" if final else f"  keys {pressed}"))
+            + (f", {stats.blank_frames} with nothing to see" if final and stats.blank_frames else "")
+            + ("" if final else f"  keys {pressed}")
+            + (f"\n{warning}" if not final and (warning := blank_warning(stats)) else ""))
