@@ -424,7 +424,9 @@ def bench_data_cmd(
 @user_errors
 def record(
     source: Annotated[str, typer.Option(help="Where frames come from: screen, window or sim.")] = "screen",
-    window: Annotated[str | None, typer.Option(help="--source window: part of the game window's title.")] = None,
+    window: Annotated[str | None, typer.Option(
+        help="--source window: part of the game window's title (windows titled alike are listed, not guessed).")]
+    = None,
     region: Annotated[str | None, typer.Option(help="--source screen: LEFT,TOP,WIDTH,HEIGHT in pixels.")] = None,
     monitor: Annotated[int, typer.Option(help="--source screen: monitor number (1 = the first).")] = 1,
     profile: Annotated[str, typer.Option(help="Key profile: thecrew2, arrows, or a YAML file.")] = "thecrew2",
@@ -845,7 +847,9 @@ def drive(
     weights: Annotated[Path, typer.Argument(help="The model: a checkpoint (.pt) or its ONNX export (.onnx).",
                                             callback=given)],
     source: Annotated[str, typer.Option(help="window (a game window), screen or sim (built-in).")] = "window",
-    window: Annotated[str | None, typer.Option(help="--source window: part of the game window's title.")] = None,
+    window: Annotated[str | None, typer.Option(
+        help="--source window: part of the game window's title (windows titled alike are listed, not guessed).")]
+    = None,
     region: Annotated[str | None, typer.Option(help="--source screen: LEFT,TOP,WIDTH,HEIGHT.")] = None,
     engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     fps: Annotated[float | None, typer.Option(

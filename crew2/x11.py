@@ -72,26 +72,42 @@ def _title(win) -> str:
     return name if isinstance(name, str) else ""
 
 
+def choose_window(wanted: str, found: list[tuple[object, str]]):
+    """The window a user means by `wanted` among the visible windows whose titles contain it (handle, title): the
+    only one, or the only one titled exactly so (case aside); windows that share one title count once (a window
+    manager's frame and the window it holds). Several others: a one-line error that lists them."""
+    if not found:
+        raise Crew2Error(f"no window titled like '{wanted}' is open")
+    titles = list(dict.fromkeys(title for _, title in found))
+    exact = [t for t in titles if t.lower() == wanted.lower()]
+    if len(titles) == 1 or len(exact) == 1:
+        title = titles[0] if len(titles) == 1 else exact[0]
+        return next(handle for handle, t in found if t == title)
+    listed = ", ".join(f"'{t}'" for t in titles[:5]) + (", ..." if len(titles) > 5 else "")
+    raise Crew2Error(f"{len(titles)} windows are titled like '{wanted}' ({listed}): give more of the title")
+
+
 def find_window(dpy, title: str):
-    """The first viewable window whose title contains `title` (case-insensitive), searched depth-first."""
+    """The viewable window titled like `title` (`choose_window`), searched depth-first."""
     from Xlib import X
     from Xlib.error import XError
 
-    wanted = title.lower()
+    wanted, found = title.lower(), []
     stack = [dpy.screen().root]
     while stack:
         win = stack.pop()
-        if wanted in _title(win).lower():
+        name = _title(win)
+        if wanted in name.lower():
             try:
                 if win.get_attributes().map_state == X.IsViewable:
-                    return win
+                    found.append((win, name))
             except XError:  # vanished between the two calls
                 pass
         try:
             stack.extend(reversed(win.query_tree().children))
         except XError:
             continue
-    raise Crew2Error(f"no window titled like '{title}' is open")
+    return choose_window(title, found)
 
 
 def window_rect(dpy, win) -> Rect:

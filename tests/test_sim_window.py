@@ -143,3 +143,24 @@ def test_guard_takes_over_a_car_nobody_drives(xvfb, tmp_path):
         dpy.close()
     (episode,) = json.loads(summary.read_text())
     assert episode["takeovers"] == 1 and episode["guarded_frames"] > 0 and episode["distance_m"] > 10, episode
+
+
+def test_windows_titled_alike_on_x11_are_listed_not_guessed(xvfb):
+    dpy = x11.open_display(xvfb)
+    try:
+        screen = dpy.screen()
+        made = []
+        for title in ("crew2 test game", "crew2 test game - tips in a browser"):
+            win = screen.root.create_window(0, 0, 200, 100, 0, screen.root_depth)
+            win.set_wm_name(title)
+            win.map()
+            made.append(win)
+        dpy.sync()
+        time.sleep(0.2)
+        assert x11.find_window(dpy, "crew2 TEST game").id == made[0].id, "the one titled exactly so"
+        with pytest.raises(Crew2Error, match=r"^2 windows are titled like 'test game' \('crew2 test game', "
+                                             r"'crew2 test game - tips in a browser'\): give more of the title$"):
+            x11.find_window(dpy, "test game")
+        assert x11.find_window(dpy, "tips").id == made[1].id
+    finally:
+        dpy.close()

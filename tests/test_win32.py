@@ -104,3 +104,17 @@ def test_missing_or_closed_window_is_a_clear_error():
     del api.windows[303]
     with pytest.raises(Crew2Error, match="is gone"):
         win.rect()
+
+
+def test_several_windows_titled_alike_are_listed_not_guessed():
+    api = FakeUser32()
+    api.windows[404] = ("The Crew 2 tips - Mozilla Firefox", True, (0, 0, 1600, 900), (0, 0))
+    api.windows[505] = ("The Crew 2", True, (0, 0, 1920, 1080), (0, 0))
+    assert win32.Win32Window("the crew 2", api=api).hwnd == 505, "the one titled exactly so"
+    with pytest.raises(Crew2Error) as e:
+        win32.Win32Window("crew", api=api)
+    message = str(e.value)
+    assert message.startswith("3 windows are titled like 'crew'") and "'The Crew 2 tips - Mozilla Firefox'" in message
+    assert "The Crew®2 - 1920x1080" in message and "hidden helper" not in message and "\n" not in message
+    api.windows[606] = ("The Crew 2", True, (0, 0, 10, 10), (0, 0))  # the same title twice: one window's parts
+    assert win32.Win32Window("the crew 2", api=api).hwnd == 505

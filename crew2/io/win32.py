@@ -67,7 +67,7 @@ def make_dpi_aware(api) -> None:
 
 
 def find_window(api, title: str) -> int:
-    """The first visible top-level window whose title contains `title` (case-insensitive)."""
+    """The visible top-level window titled like `title` (`x11.choose_window`: several are listed, not guessed)."""
     wanted, found = title.lower(), []
 
     def check(hwnd, _lparam) -> bool:
@@ -76,14 +76,11 @@ def find_window(api, title: str) -> int:
             buf = ctypes.create_unicode_buffer(length + 1)
             api.GetWindowTextW(hwnd, buf, length + 1)
             if wanted in buf.value.lower():
-                found.append(hwnd)
-                return False  # stop enumerating
+                found.append((hwnd, buf.value))
         return True
 
     api.EnumWindows(_ENUM_PROC(check), 0)
-    if not found:
-        raise Crew2Error(f"no window titled like '{title}' is open")
-    return found[0]
+    return x11.choose_window(title, found)
 
 
 class Win32Window:
