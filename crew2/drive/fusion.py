@@ -334,24 +334,25 @@ def _free_lane(obstacle: np.ndarray, boxes: np.ndarray, roles: dict[str, bool], 
     from the leftmost or rightmost lane, drove off the road: 5.9 s per episode against 1.95 on seeds 3000-3019)."""
     left, right, depth = _lanes(obstacle, *size, rules)
     centre = (left + right) / 2
-    sides = [side for side in ("left", "right") if roles[side]]  # the network's: it sees where the road goes
     beside = _beside(state, now)
-    for side in sides:
-        lo, hi = (centre - 1.5, centre - 0.5) if side == "left" else (centre + 0.5, centre + 1.5)
-        taken = side in beside
-        for box in boxes:
-            if taken or box is obstacle or np.array_equal(box, obstacle):
-                continue
-            b_left, b_right, b_depth = _lanes(box, *size, rules)
-            if b_depth < 0.5 * depth:  # more than twice as far as the obstacle
-                continue
-            if class_names[int(box[5])] in rules.static:
-                taken = lo < (b_left + b_right) / 2 < hi  # a cone on the lane's line does not close it
-            else:
-                taken = b_left < hi and b_right > lo
-        if not taken:
+    for side in [side for side in ("left", "right") if roles[side]]:  # the network's: it sees where the road goes
+        lane = (centre - 1.5, centre - 0.5) if side == "left" else (centre + 0.5, centre + 1.5)
+        if side not in beside and not any(_in_lane(box, lane, depth, class_names, size, rules) for box in boxes
+                                          if not np.array_equal(box, obstacle)):
             return side
     return None
+
+
+def _in_lane(box: np.ndarray, lane: tuple[float, float], depth: float, class_names: list[str],
+             size: tuple[int, int], rules: Rules) -> bool:
+    """Whether a box takes the `lane` (in lanes from the middle, `_lanes`) up to twice as far as `depth`: a
+    vehicle overlapping it, a static obstacle standing in it (a cone on the lane's line does not close it)."""
+    left, right, box_depth = _lanes(box, *size, rules)
+    if box_depth < 0.5 * depth:  # more than twice as far
+        return False
+    if class_names[int(box[5])] in rules.static:
+        return lane[0] < (left + right) / 2 < lane[1]
+    return left < lane[1] and right > lane[0]
 
 
 def _brake_or_lift(out: dict[str, bool], state: FusionState, threat: np.ndarray | None, ttc_min: float,
