@@ -86,7 +86,6 @@ def test_window_is_found_by_title_visible_only_and_gives_its_client_area():
     api = FakeUser32()
     win = win32.Win32Window("the crew", api=api)
     assert win.hwnd == 303, "the invisible helper window is skipped"
-    assert api.dpi_calls == 1
     r = win.rect()
     assert (r.left, r.top, r.width, r.height) == (320, 180, 1280, 720)
     api.windows[303] = (api.windows[303][0], True, (0, 0, 1280, 720), (500, 40))  # the window moved
@@ -118,3 +117,25 @@ def test_several_windows_titled_alike_are_listed_not_guessed():
     assert "The Crew®2 - 1920x1080" in message and "hidden helper" not in message and "\n" not in message
     api.windows[606] = ("The Crew 2", True, (0, 0, 10, 10), (0, 0))  # the same title twice: one window's parts
     assert win32.Win32Window("the crew 2", api=api).hwnd == 505
+
+
+@pytest.mark.parametrize("source", ["window", "screen"])
+def test_dpi_awareness_is_set_once_at_the_start_for_every_source(source, monkeypatch):
+    """Without it, on a screen scaled to 150% a region or a window's rectangle names the wrong pixels."""
+    import contextlib
+    import dataclasses
+
+    from crew2.io import platform
+
+    api, opened = FakeUser32(), []
+
+    def nothing_there(*args, **kwargs):
+        opened.append(api.dpi_calls)  # what had been set when the source was opened
+        raise Crew2Error("nothing to capture here")
+
+    monkeypatch.setattr(win32, "user32", lambda: api)
+    monkeypatch.setattr(platform, "screen_source", nothing_there)
+    windows = dataclasses.replace(platform.PLATFORMS["win32"], window=nothing_there)
+    with contextlib.ExitStack() as stack, pytest.raises(Crew2Error, match="nothing to capture"):
+        platform.open_screen_game(stack, source, fps=20, window="The Crew", platform=windows)
+    assert opened == [1] and api.dpi_calls == 1

@@ -33,12 +33,19 @@ class Platform:
     window: Callable[[str, str | None], GameWindow]  # (title, display)
     sender: Callable[[Sequence[str], str | None], KeySender]  # (keys, display)
     display: bool  # whether a display name (--display) means anything here
+    prepare: Callable[[], None] = lambda: None  # once, before any capture: what pixels mean on this machine
 
 
 def _win_keys(keys, display, extra):
     from crew2.io.win32 import WinKeys
 
     return WinKeys(keys, extra)
+
+
+def _win_prepare() -> None:
+    from crew2.io.win32 import make_dpi_aware, user32
+
+    make_dpi_aware(user32())  # for every source: a region or window in scaled pixels is the wrong part of the screen
 
 
 def _win_window(title, display):
@@ -51,7 +58,7 @@ PLATFORMS = {
     "x11": Platform("x11", lambda keys, display, extra: X11Keys(keys, display, extra), X11Window,
                     lambda keys, display: XTestSender(display), display=True),
     "win32": Platform("win32", _win_keys, _win_window, lambda keys, display: DirectInputSender(list(keys)),
-                      display=False),
+                      display=False, prepare=_win_prepare),
 }
 
 
@@ -77,6 +84,7 @@ def open_screen_game(stack: contextlib.ExitStack, source: str, *, fps: float, wi
     `hotkeys` (keys None: no reader). Captures run at up to twice `fps`, so a paced loop always finds a fresh one.
     The focus guard is the window's; a screen region is always "in front"."""
     platform = platform or current()
+    platform.prepare()
     display = display if platform.display else None
     reader = None
     if keys is not None:

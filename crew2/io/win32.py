@@ -87,8 +87,7 @@ class Win32Window:
     """A game window on Windows: client area in screen pixels (followed when it moves) and focus."""
 
     def __init__(self, title: str, api=None):
-        self.api = api or user32()
-        make_dpi_aware(self.api)
+        self.api = api or user32()  # DPI awareness is the platform's, set once for every source (`platform.prepare`)
         self.title = title
         self.hwnd = find_window(self.api, title)
 
