@@ -48,7 +48,7 @@ class DetectionScore:
         self.metrics = self.validator.metrics
         self.metrics.names = self.names
         self.tall = DetMetrics(names=self.names)
-        self.score, self.heights = score, np.asarray(heights, np.float64)
+        self.score, self.heights = score, tuple(heights)
         # One confusion matrix per height bin: its matches at `score` and IoU 0.5 give each class's recall there.
         self.by_height = [ConfusionMatrix(names=self.names) for _ in range(len(heights) + 1)]
         self.images = 0
@@ -81,10 +81,10 @@ class DetectionScore:
     def recall(self) -> dict[str, dict[str, tuple[int, int]]]:
         """Class -> height bin -> (targets found at `score`, targets)."""
         found = {}
-        for name_, matrix in zip(height_bins(tuple(int(h) for h in self.heights)), self.by_height, strict=True):
+        for bin_name, matrix in zip(height_bins(self.heights), self.by_height, strict=True):
             m = matrix.matrix
             for c, name in self.names.items():
-                found.setdefault(name, {})[name_] = (int(m[c, c]), int(m[:, c].sum()))
+                found.setdefault(name, {})[bin_name] = (int(m[c, c]), int(m[:, c].sum()))
         return found
 
     def result(self) -> dict[str, float]:

@@ -30,7 +30,7 @@ class Blindness:
     def __call__(self, grey: np.ndarray, now: float, pressing: bool) -> str | None:
         """"black", "frozen" or None (drive) for a frame's `picture` (grey, the lower half: the road); `pressing`:
         throttle was down since the last frame."""
-        thumb = grey.astype(np.int16)  # fusion's `picture` of the frame: computed once a frame, for both
+        thumb = grey.astype(np.int16)  # the frame's `picture`: the drive loop computes it once for this and fusion
         same = self.last is not None and np.abs(thumb - self.last).max() <= 2
         self.last = thumb
         if thumb.max() < 16:

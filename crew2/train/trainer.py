@@ -25,6 +25,7 @@ from torch import nn
 from crew2.data.idle import IDLE_SECONDS
 from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, IMAGE, KEYS, LoaderConfig, SessionStream, collate
 from crew2.detection.metrics import DetectionScore, nms
+from crew2.drive.fusion import Rules
 from crew2.errors import Crew2Error
 from crew2.keys import KeyProfile
 from crew2.model import checkpoint
@@ -222,6 +223,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
     amp, amp_dtype = mixed_precision(device, cfg.amp)
     scaler = torch.amp.GradScaler(enabled=amp and amp_dtype == torch.float16)
     result = None
+    min_score = Rules.load().min_score  # obstacle recall is counted where the shipped rules act
     for epoch in range(start_epoch, epochs):
         model.train()
         train_ds.set_epoch(epoch)
@@ -246,8 +248,8 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
         annotated += _sum_over_ranks(seen_annotated, device, world)
         if rank == 0:
             evaluated = ema.ema if ema is not None else net
-            probs, labels, det_score = evaluate(evaluated, val_ds, device, class_names, cfg.batch, cfg.channels_last,
-                                                on_validate)
+            probs, labels, det_score = evaluate(evaluated, val_ds, device, class_names, cfg.batch, min_score,
+                                                cfg.channels_last, on_validate)
             thresholds = calibrate(probs, labels)
             val = key_metrics(probs, labels, thresholds, list(meta.keys))
             val.update(det_score.result())
@@ -353,17 +355,15 @@ def _train_step(model: nn.Module, net: nn.Module, loss_fn: nn.Module, optimizer,
 
 @torch.no_grad()
 def evaluate(net: nn.Module, data: SessionStream, device: torch.device, class_names: list[str], batch: int,
-             channels_last: bool = False, on_batch: Callable[[int, int], None] | None = None,
+             min_score: float, channels_last: bool = False, on_batch: Callable[[int, int], None] | None = None,
              ) -> tuple[np.ndarray, np.ndarray, DetectionScore]:
     """Key probabilities and labels (N, K) over a whole dataset, and detection scores over its annotated
     frames (boxes decoded by Detect, Ultralytics' NMS, matched at IoU 0.50:0.95)."""
     from ultralytics.utils import ops
 
-    from crew2.drive.fusion import Rules
-
     was_training = net.training
     net.eval()
-    score = DetectionScore(class_names, Rules.load().min_score)  # recall where the shipped rules act
+    score = DetectionScore(class_names, min_score)  # recall where the rules act
     probs, labels = [], []
     h, w = data.meta.height, data.meta.width
     loader = torch.utils.data.DataLoader(data, batch_size=batch, collate_fn=collate)
