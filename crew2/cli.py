@@ -73,6 +73,12 @@ Randomize = Annotated[bool, typer.Option(help="Random colours, light, fog and ca
 Sessions = Annotated[list[Path], typer.Argument(help="Session files, or folders holding them.")]
 BoxRules = Annotated[str, typer.Option(help="Crash prevention's rules that act on the network's boxes: auto (on "
                                             "when its obstacle head was trained), on or off.")]
+WindowTitle = Annotated[str | None, typer.Option(
+    help="--source window: part of the game window's title, or on Windows its program (TheCrew2.exe); windows "
+         "titled alike are listed, not guessed.")]
+Capture = Annotated[str, typer.Option(
+    help="--source window: how the window is read. wgc (Windows): the window itself, even when covered; mss: the "
+         "screen where it is; auto: wgc where it starts, else mss.")]
 
 
 def sim_config(width: int, height: int, lanes: int, traffic: float, obstacles: float, track_km: float,
@@ -424,9 +430,8 @@ def bench_data_cmd(
 @user_errors
 def record(
     source: Annotated[str, typer.Option(help="Where frames come from: screen, window or sim.")] = "screen",
-    window: Annotated[str | None, typer.Option(
-        help="--source window: part of the game window's title (windows titled alike are listed, not guessed).")]
-    = None,
+    window: WindowTitle = None,
+    capture: Capture = "auto",
     region: Annotated[str | None, typer.Option(help="--source screen: LEFT,TOP,WIDTH,HEIGHT in pixels.")] = None,
     monitor: Annotated[int, typer.Option(help="--source screen: monitor number (1 = the first).")] = 1,
     profile: Annotated[str, typer.Option(help="Key profile: thecrew2, arrows, or a YAML file.")] = "thecrew2",
@@ -460,7 +465,7 @@ def record(
     config = RecordConfig(
         source=source, out=out_path, fps=fps, width=width, height=height, quality=quality, seconds=seconds,
         frames=frames, profile=profile_from_keys(keys) if keys else load_profile(profile), window=window,
-        region=parse_region(region) if region else None, monitor=monitor, countdown=countdown,
+        capture=capture, region=parse_region(region) if region else None, monitor=monitor, countdown=countdown,
         discard_seconds=discard_seconds, seed=seed, noise=noise, late=late,
         sim=sim_config(width, height, 3, traffic, obstacles, 5.0, randomize, fps=fps) if source == "sim" else None)
     live = Live(console=out, refresh_per_second=4, transient=True)
@@ -847,9 +852,8 @@ def drive(
     weights: Annotated[Path, typer.Argument(help="The model: a checkpoint (.pt) or its ONNX export (.onnx).",
                                             callback=given)],
     source: Annotated[str, typer.Option(help="window (a game window), screen or sim (built-in).")] = "window",
-    window: Annotated[str | None, typer.Option(
-        help="--source window: part of the game window's title (windows titled alike are listed, not guessed).")]
-    = None,
+    window: WindowTitle = None,
+    capture: Capture = "auto",
     region: Annotated[str | None, typer.Option(help="--source screen: LEFT,TOP,WIDTH,HEIGHT.")] = None,
     engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     fps: Annotated[float | None, typer.Option(
@@ -894,7 +898,7 @@ def drive(
     from crew2.model.engine import load_engine
     from crew2.record.run import parse_region
 
-    config = DriveConfig(weights=weights, source=source, window=window,
+    config = DriveConfig(weights=weights, source=source, window=window, capture=capture,
                          region=parse_region(region) if region else None, engine=engine, fps=fps, fusion=fusion,
                          rules=rules, box_rules=box_rules, dry_run=dry_run, countdown=countdown, seconds=seconds,
                          log=log, seed=seed, show=show, record=record, mp4=mp4, expert_labels=expert_labels,

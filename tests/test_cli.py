@@ -48,6 +48,8 @@ def test_headless_sim_prints_a_summary_and_writes_json(tmp_path):
     (["sim", "--headless", "--traffic", "-1"], "traffic must be zero or more"),
     (["sim", "--scale", "0"], "--scale must be 1 or more"),
     (["demo", "--episodes", "0"], "--episodes must be 1 or more"),
+    (["record", "--capture", "dxcam"], "unknown capture 'dxcam': use one of auto, wgc, mss"),
+    (["record", "--source", "window", "--window", "The Crew 2", "--capture", "wgc"], "--capture wgc needs Windows"),
 ])
 def test_bad_input_is_one_clear_line(args, message):
     result = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,

@@ -305,26 +305,6 @@ def test_a_rules_file_that_cannot_work_is_refused_when_loaded(text, message, tmp
         Rules.load(path)
 
 
-def test_directinput_sender_up_to_the_module_boundary():
-    from types import SimpleNamespace
-
-    from crew2.io.keyboard import DirectInputSender
-    from crew2.keys import KEY_NAMES
-
-    calls = []
-    fake = SimpleNamespace(PAUSE=0.1, FAILSAFE=True, KEYBOARD_MAPPING=dict.fromkeys(KEY_NAMES, 1),
-                           keyDown=lambda k: calls.append(("down", k)), keyUp=lambda k: calls.append(("up", k)))
-    with DirectInputSender(["w", "a", "s", "d"], module=fake) as sender:
-        assert fake.PAUSE == 0 and fake.FAILSAFE is False, "no 0.1 s sleep per call, no mouse-corner abort"
-        sender.apply({"w": True, "a": False, "s": False, "d": True})
-        sender.apply({"w": True, "a": False, "s": False, "d": True})  # nothing changed: nothing sent
-        sender.apply({"w": True, "a": True, "s": False, "d": False})
-    assert calls == [("down", "w"), ("down", "d"), ("down", "a"), ("up", "d"), ("up", "a"), ("up", "w")]
-    fake.KEYBOARD_MAPPING = {"w": 1}
-    with pytest.raises(Crew2Error, match="no key named a"):
-        DirectInputSender(["w", "a"], module=fake)
-
-
 CONE_AHEAD = det(125, 69, 131, 77, cls=2)  # a cone in our lane, 8 px tall, ~30 m out
 CAR_LEFT_LANE = det(65, 62, 93, 77)  # a car in the lane to the left, as far as the cone
 CAR_RIGHT_LANE = det(163, 62, 191, 77)

@@ -228,6 +228,7 @@ def test_telemetry_renders_a_snapshot():
     console.print(render(agg.snapshot()))
     text = console.export_text()
     assert "NO KEYS: the picture stands still under throttle" in text and "black 2   frozen 1" in text
+    assert "borderless windowed mode" in text, "what to do about it too"
 
 
 def test_closed_loop_sim_drive_moves_the_car():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -160,3 +161,44 @@ def test_record_screen_region(game, xvfb, tmp_path):
     assert 27 <= len(s) <= 32 and s.meta.region == [r.left, r.top, r.width, r.height]
     assert s.frame(0).std() > 20, "the region shows the game"
     assert "0 dropped" in result.stdout
+
+
+@pytest.fixture
+def still_window(xvfb):
+    """A plain X window that no program draws into: black until something paints it; yields (connection, window)."""
+    dpy = x11.open_display(xvfb)
+    screen = dpy.screen()
+    win = screen.root.create_window(40, 40, 320, 180, 0, screen.root_depth, background_pixel=screen.black_pixel)
+    win.set_wm_name("crew2 still picture")
+    win.map()
+    dpy.sync()
+    time.sleep(0.2)
+    x11.focus(dpy, win)
+    yield dpy, win
+    win.destroy()
+    dpy.close()
+
+
+@pytest.mark.parametrize("kind", ["black", "frozen"])
+def test_recording_names_a_window_that_shows_black_or_stops_updating(kind, still_window, xvfb, tmp_path):
+    """Real frames of a real window: one that stays black, one that is painted for a second and then no more (a
+    paused or hung game, a capture that keeps its last image). Frames are kept; the warning says what to do."""
+    from crew2.keys import default_profile
+    from crew2.record.recorder import blank_warning
+    from crew2.record.run import RecordConfig, record
+    from tests.x11_helpers import Animate
+
+    _, win = still_window
+    config = RecordConfig(source="window", window="crew2 still picture", display=xvfb, out=tmp_path / "s.h5",
+                          fps=20, seconds=4.5 if kind == "black" else 7.0, countdown=0, profile=default_profile())
+    warnings = []
+    with Animate(xvfb, win.id) if kind == "frozen" else contextlib.nullcontext() as painter:
+        def tick(stats):
+            if painter is not None and stats.elapsed > 1.0:
+                painter.stop.set()  # the picture stops changing
+            warnings.append((stats.elapsed, blank_warning(stats)))
+        stats = record(config, on_tick=tick)
+    first = next(t for t, w in warnings if w is not None)
+    assert stats.blank == kind and len(Session(config.out)) == stats.frames > 80, "named, and every frame kept"
+    assert (3.0 <= first < 4.0) if kind == "black" else (5.0 <= first < 6.5), f"named after {first:.1f} s"
+    assert "borderless windowed mode" in warnings[-1][1] and "\n" not in warnings[-1][1]

@@ -16,6 +16,7 @@ from crew2.drive.fusion import Rules
 from crew2.drive.loop import DriveStats, FrameLog, drive_loop
 from crew2.drive.takeover import HANDBACK, MARGIN, Corrections, Takeover
 from crew2.errors import Crew2Error
+from crew2.io.capture import CAPTURES
 from crew2.io.control import Control, Hotkeys, countdown
 from crew2.io.keyguard import KeyGuard
 from crew2.io.platform import SCREEN_SOURCES, current, open_screen_game
@@ -35,6 +36,7 @@ class DriveConfig:
     weights: Path
     source: str = "window"
     window: str | None = None
+    capture: str = "auto"  # how a window is read (crew2.io.capture.CAPTURES)
     region: x11.Rect | None = None
     engine: str = "auto"
     fps: float | None = None  # control rate; None: `control_rate`
@@ -63,6 +65,8 @@ class DriveConfig:
             raise Crew2Error(f"unknown source '{self.source}': use one of {', '.join(SOURCES)}")
         if self.source == "window" and not self.window:
             raise Crew2Error("--source window needs --window TITLE")
+        if self.capture not in CAPTURES:
+            raise Crew2Error(f"unknown capture '{self.capture}': use one of {', '.join(CAPTURES)}")
         if self.box_rules not in BOX_RULES:
             raise Crew2Error(f"--box-rules must be one of {', '.join(BOX_RULES)}, not '{self.box_rules}'")
         if self.fps is not None and not 1 <= self.fps <= 120:
@@ -148,7 +152,7 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
             watch = cfg.hotkeys or cfg.takeover
             screen = open_screen_game(stack, cfg.source, fps=cfg.fps, window=cfg.window, region=cfg.region,
                                       display=cfg.display, keys=info.keys if watch else None,
-                                      hotkeys=tuple(HOTKEYS.values()) if cfg.hotkeys else ())
+                                      hotkeys=tuple(HOTKEYS.values()) if cfg.hotkeys else (), capture=cfg.capture)
             source, focused, keys, realtime = screen.source, screen.focused, screen.keys, True
             if cfg.takeover:
                 takeover = Takeover(keys, info.keys, cfg.handback)

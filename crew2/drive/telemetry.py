@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from crew2.drive.loop import STAGES, FrameLog
+from crew2.io.picture import WHAT_TO_DO
 
 
 @dataclass
@@ -118,4 +119,6 @@ def render(s: Snapshot) -> Group:
     rules = ", ".join(f"{r} ×{n}" for r, n in sorted(s.rules.items())) or "none fired"
     tail = Text(f"obstacles {s.obstacles}   closest time-to-contact {ttc}\nrules: {rules}"
                 + (f"\n{s.crash_prevention}" if s.crash_prevention else ""))
+    if s.blind in ("black", "frozen"):
+        return Group(head, Text(WHAT_TO_DO, style="yellow"), keys, lat, tail)
     return Group(head, keys, lat, tail)

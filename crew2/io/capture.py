@@ -4,16 +4,20 @@ defaults in `Source` so that no loop probes for them."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Protocol
 
 import numpy as np
 
 from crew2 import x11
 from crew2.errors import Crew2Error
+
+log = logging.getLogger(__name__)
+CAPTURES = ("auto", "wgc", "mss")  # --capture: Windows Graphics Capture of the window itself, or the screen (mss)
 
 
 class FrameSource(Protocol):
@@ -157,6 +161,19 @@ def mss_region(display: str | None, region_fn):
         yield grab_once
 
 
+@contextmanager
+def first_working(first, second):
+    """`first()`'s grabber where it starts, else `second()`'s, with a note that says why (--capture auto)."""
+    with ExitStack() as stack:
+        try:
+            grab_once = stack.enter_context(first())
+        except Crew2Error as e:
+            log.warning("%s; capturing the screen where the window is instead (covered parts of the window are "
+                        "recorded as what covers them)", e)
+            grab_once = stack.enter_context(second())
+        yield grab_once
+
+
 def screen_size(display: str | None = None, monitor: int = 1) -> x11.Rect:
     import mss
 
@@ -211,7 +228,8 @@ class X11Window:
         except XError as e:
             raise Crew2Error(f"the window '{self.title}' closed") from e
 
-    def source(self, max_fps: float = 120.0) -> ThreadedCapture:
+    def source(self, max_fps: float = 120.0, capture: str = "auto") -> ThreadedCapture:
+        """The window's part of the screen (mss; `capture` has only that choice on X11)."""
         def open_grabber():
             dpy = x11.open_display(self.display)  # its own connection: Xlib is not thread-safe
             win = dpy.create_resource_object("window", self.win.id)

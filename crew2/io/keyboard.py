@@ -74,10 +74,17 @@ class KeySender:
                     self.down.discard(key)
 
     def release_all(self) -> None:
+        """Release every held key; one that fails does not keep the others down (the first error is raised after)."""
         with self.lock:
+            failed = None
             for key in sorted(self.down):
-                self._release(key)
+                try:
+                    self._release(key)
+                except Exception as e:
+                    failed = failed or e
             self.down.clear()
+            if failed is not None:
+                raise failed
 
     def close(self) -> None:
         self.release_all()
@@ -127,8 +134,10 @@ class XTestSender(KeySender):
 
 
 class DirectInputSender(KeySender):
-    """Windows: scan codes through SendInput (pydirectinput), which DirectX games need. pydirectinput
-    sleeps PAUSE = 0.1 s after every call by default and has a mouse-corner fail-safe: both are off here."""
+    """Windows: scan codes through SendInput (pydirectinput-rgx, the maintained pydirectinput), which DirectX games
+    need; arrows, home/end, page up/down, insert and delete go out with the extended-key flag, so they are not read
+    as numpad keys (pydirectinput 1.0 sent them so). Each call says whether Windows took every event: a refused one
+    is an error, not a key silently missing. Its pause after every call and its mouse-corner fail-safe are off."""
 
     name = "win32"
 
@@ -138,16 +147,26 @@ class DirectInputSender(KeySender):
             try:
                 import pydirectinput as module
             except ImportError as e:
-                raise Crew2Error("sending keys on Windows needs pydirectinput (pip install pydirectinput)") from e
+                raise Crew2Error("sending keys on Windows needs pydirectinput-rgx (pip install pydirectinput-rgx)") \
+                    from e
+        if not hasattr(module, "scancode_keyDown"):  # both install as `pydirectinput`
+            raise Crew2Error("pydirectinput 1.0 is installed: it sends page up/down, home, end, insert and delete as "
+                             "numpad keys and reports nothing; pip uninstall pydirectinput, then pip install "
+                             "pydirectinput-rgx")
         self.di = module
         self.di.PAUSE = 0
         self.di.FAILSAFE = False
         unknown = [k for k in keys if k not in self.di.KEYBOARD_MAPPING]  # crew2's names are pydirectinput's
-        if unknown:  # pydirectinput ignores unknown names silently: refuse them instead
+        if unknown:  # pydirectinput ignores unknown names: refuse them instead
             raise Crew2Error(f"pydirectinput has no key named {', '.join(unknown)}")
 
+    def _sent(self, key: str, what: str, ok: bool) -> None:
+        if not ok:  # SendInput inserted fewer events than it was given
+            raise Crew2Error(f"Windows refused to {what} '{key}' (SendInput): no key reaches a game while the screen "
+                             "is locked or a User Account Control prompt is up")
+
     def _press(self, key: str) -> None:
-        self.di.keyDown(key)
+        self._sent(key, "press", self.di.keyDown(key))
 
     def _release(self, key: str) -> None:
-        self.di.keyUp(key)
+        self._sent(key, "release", self.di.keyUp(key))

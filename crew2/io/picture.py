@@ -8,6 +8,10 @@ import cv2
 import numpy as np
 
 PICTURE = (64, 36)  # width, height of the grey picture whose lower half (the road) shows whether the car moves
+# What a person can do about a picture that shows nothing (said by record and drive alike).
+WHAT_TO_DO = ("if the game is running, crew2 does not see it: use borderless windowed mode, or another --capture "
+              "(Windows) or --source (a covered window, exclusive full screen and HDR give black or stale pictures "
+              "to a screen capture)")
 
 
 def picture(frame: np.ndarray) -> np.ndarray:

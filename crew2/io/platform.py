@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from crew2 import x11
-from crew2.io.capture import FrameSource, ThreadedCapture, X11Window, screen_source
+from crew2.errors import Crew2Error
+from crew2.io.capture import CAPTURES, FrameSource, ThreadedCapture, X11Window, screen_source
 from crew2.io.keyboard import DirectInputSender, KeyReader, KeySender, X11Keys, XTestSender
 
 SCREEN_SOURCES = ("screen", "window")  # what a game on the screen is captured as (besides the in-process sim)
@@ -22,7 +23,7 @@ class GameWindow(Protocol):
 
     def rect(self) -> x11.Rect: ...
     def focused(self) -> bool: ...
-    def source(self, max_fps: float = 120.0) -> ThreadedCapture: ...
+    def source(self, max_fps: float = 120.0, capture: str = "auto") -> ThreadedCapture: ...
     def close(self) -> None: ...
 
 
@@ -34,6 +35,7 @@ class Platform:
     sender: Callable[[Sequence[str], str | None], KeySender]  # (keys, display)
     display: bool  # whether a display name (--display) means anything here
     prepare: Callable[[], None] = lambda: None  # once, before any capture: what pixels mean on this machine
+    captures: tuple[str, ...] = ("mss",)  # how a window can be captured here (--capture; "auto": the first)
 
 
 def _win_keys(keys, display, extra):
@@ -43,9 +45,9 @@ def _win_keys(keys, display, extra):
 
 
 def _win_prepare() -> None:
-    from crew2.io.win32 import make_dpi_aware, user32
+    from crew2.io.win32 import make_dpi_aware, windows_api
 
-    make_dpi_aware(user32())  # for every source: a region or window in scaled pixels is the wrong part of the screen
+    make_dpi_aware(windows_api())  # for every source: a region or window in scaled pixels names the wrong pixels
 
 
 def _win_window(title, display):
@@ -58,7 +60,7 @@ PLATFORMS = {
     "x11": Platform("x11", lambda keys, display, extra: X11Keys(keys, display, extra), X11Window,
                     lambda keys, display: XTestSender(display), display=True),
     "win32": Platform("win32", _win_keys, _win_window, lambda keys, display: DirectInputSender(list(keys)),
-                      display=False, prepare=_win_prepare),
+                      display=False, prepare=_win_prepare, captures=("wgc", "mss")),
 }
 
 
@@ -79,11 +81,13 @@ class ScreenGame:
 def open_screen_game(stack: contextlib.ExitStack, source: str, *, fps: float, window: str | None = None,
                      region: x11.Rect | None = None, monitor: int = 1, display: str | None = None,
                      keys: Sequence[str] | None = None, hotkeys: tuple[str, ...] = (),
-                     platform: Platform | None = None) -> ScreenGame:
+                     capture: str = "auto", platform: Platform | None = None) -> ScreenGame:
     """Open (on `stack`) the capture of a window by title or of a screen region, and a reader of `keys` plus
     `hotkeys` (keys None: no reader). Captures run at up to twice `fps`, so a paced loop always finds a fresh one.
-    The focus guard is the window's; a screen region is always "in front"."""
+    The focus guard is the window's; a screen region is always "in front". `capture` picks how a window is read
+    (`CAPTURES`; a screen region is always mss)."""
     platform = platform or current()
+    check_capture(capture, source, platform)
     platform.prepare()
     display = display if platform.display else None
     reader = None
@@ -94,8 +98,19 @@ def open_screen_game(stack: contextlib.ExitStack, source: str, *, fps: float, wi
     if source == "window":
         win = platform.window(window, display)
         stack.callback(win.close)
-        capture, focused, region = win.source(max_fps=2 * fps), win.focused, win.rect()
+        frames, focused, region = win.source(max_fps=2 * fps, capture=capture), win.focused, win.rect()
     else:
-        capture = screen_source(region, monitor, display, max_fps=2 * fps)
-    stack.enter_context(capture)
-    return ScreenGame(capture, reader, focused, region)
+        frames = screen_source(region, monitor, display, max_fps=2 * fps)
+    stack.enter_context(frames)
+    return ScreenGame(frames, reader, focused, region)
+
+
+def check_capture(capture: str, source: str, platform: Platform) -> None:
+    """--capture names a way this platform has to read this source."""
+    if capture not in CAPTURES:
+        raise Crew2Error(f"unknown capture '{capture}': use one of {', '.join(CAPTURES)}")
+    if capture != "auto" and capture not in platform.captures:
+        raise Crew2Error(f"--capture {capture} needs Windows: on {platform.name} windows are captured with "
+                         f"{', '.join(platform.captures)}")
+    if capture == "wgc" and source != "window":
+        raise Crew2Error("--capture wgc reads one window: use it with --source window")

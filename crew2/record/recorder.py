@@ -13,7 +13,7 @@ import numpy as np
 from crew2.io.capture import FrameSource
 from crew2.io.control import Control, Pacer
 from crew2.io.keyboard import KeyReader
-from crew2.io.picture import Blindness, picture
+from crew2.io.picture import WHAT_TO_DO, Blindness, picture
 from crew2.record.writer import BackgroundWriter, Sample
 from crew2.signals import stop_on_signals
 
@@ -38,13 +38,11 @@ class RecordStats:
 BLANK_AFTER = 3.0  # s of a black picture, or of one unchanged for Blindness's frozen_s before that, to warn
 BLANK_HINT = {"black": "the picture has been black for {s:.0f} s",
               "frozen": "the picture has not changed for {s:.0f} s"}
-BLANK_WHAT = ("if the game is running, crew2 does not see it: use borderless windowed mode, or another --source "
-              "(a window covered by another, exclusive full screen and HDR give black or stale pictures)")
 
 
 def blank_warning(stats: RecordStats) -> str | None:
     """One line on what the picture shows, while it shows nothing to learn from."""
-    return None if stats.blank is None else f"{BLANK_HINT[stats.blank].format(s=stats.blank_for)}: {BLANK_WHAT}"
+    return None if stats.blank is None else f"{BLANK_HINT[stats.blank].format(s=stats.blank_for)}: {WHAT_TO_DO}"
 
 
 def record_loop(source: FrameSource, reader: KeyReader, writer: BackgroundWriter, *, fps: float,

@@ -13,6 +13,7 @@ from pathlib import Path
 from crew2 import x11
 from crew2.data.session import SessionMeta
 from crew2.errors import Crew2Error
+from crew2.io.capture import CAPTURES
 from crew2.io.control import Control, Hotkeys, countdown
 from crew2.io.platform import SCREEN_SOURCES, open_screen_game
 from crew2.keys import KeyProfile, default_profile
@@ -37,7 +38,8 @@ class RecordConfig:
     seconds: float | None = None
     frames: int | None = None
     profile: KeyProfile = field(default_factory=default_profile)
-    window: str | None = None  # title substring, --source window
+    window: str | None = None  # title substring or program, --source window
+    capture: str = "auto"  # how a window is read (crew2.io.capture.CAPTURES)
     region: x11.Rect | None = None  # --source screen
     monitor: int = 1
     countdown: float = 3.0
@@ -53,6 +55,8 @@ class RecordConfig:
             raise Crew2Error(f"unknown source '{self.source}': use one of {', '.join(SOURCES)}")
         if not 1 <= self.fps <= 60:
             raise Crew2Error(f"--fps must be between 1 and 60, not {self.fps}")
+        if self.capture not in CAPTURES:
+            raise Crew2Error(f"unknown capture '{self.capture}': use one of {', '.join(CAPTURES)}")
         if not 50 <= self.quality <= 100:
             raise Crew2Error(f"--quality must be between 50 and 100, not {self.quality}")
         if self.width < 32 or self.height < 18:
@@ -90,7 +94,7 @@ def record(config: RecordConfig, on_tick: Callable[[RecordStats], None] | None =
     with contextlib.ExitStack() as stack:
         game = open_screen_game(stack, config.source, fps=config.fps, window=config.window, region=config.region,
                                 monitor=config.monitor, display=config.display, keys=config.profile.keys,
-                                hotkeys=tuple(HOTKEYS.values()))
+                                hotkeys=tuple(HOTKEYS.values()), capture=config.capture)
         writer = BackgroundWriter(config.out, _meta(config, game.region))
         stack.callback(writer.close)
         countdown(config.countdown, on_countdown)
