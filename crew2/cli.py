@@ -74,8 +74,8 @@ Sessions = Annotated[list[Path], typer.Argument(help="Session files, or folders 
 BoxRules = Annotated[str, typer.Option(help="Crash prevention's rules that act on the network's boxes: auto (on "
                                             "when its obstacle head was trained), on or off.")]
 WindowTitle = Annotated[str | None, typer.Option(
-    help="--source window: part of the game window's title, or on Windows its program (TheCrew2.exe); windows "
-         "titled alike are listed, not guessed.")]
+    help="--source window: part of the game window's title, or its program (TheCrew2.exe, on Windows and under "
+         "Proton); windows titled alike are listed, not guessed.")]
 Capture = Annotated[str, typer.Option(
     help="--source window: how the window is read. wgc (Windows): the window itself, even when covered; mss: the "
          "screen where it is; auto: wgc where it starts, else mss.")]

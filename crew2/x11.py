@@ -77,7 +77,7 @@ def choose_window(wanted: str, found: list[tuple[object, str]]):
     only one, or the only one titled exactly so (case aside); windows that share one title count once (a window
     manager's frame and the window it holds). Several others: a one-line error that lists them."""
     if not found:
-        raise Crew2Error(f"no window titled like '{wanted}' is open")
+        raise Crew2Error(f"no window titled like '{wanted}', or of a program so named, is open")
     titles = list(dict.fromkeys(title for _, title in found))
     exact = [t for t in titles if t.lower() == wanted.lower()]
     if len(titles) == 1 or len(exact) == 1:
@@ -87,27 +87,50 @@ def choose_window(wanted: str, found: list[tuple[object, str]]):
     raise Crew2Error(f"{len(titles)} windows are titled like '{wanted}' ({listed}): give more of the title")
 
 
-def find_window(dpy, title: str):
-    """The viewable window titled like `title` (`choose_window`), searched depth-first."""
+def is_program(name: str | None, wanted: str) -> bool:
+    """Whether a process named `name` is the program a user means by `wanted` ("TheCrew2.exe" or "thecrew2", case
+    aside; Linux keeps the first 15 characters of a process name)."""
+    if not name:
+        return False
+    name, wanted = name.lower(), wanted.lower()
+    return any(name in (w, w[:15]) for w in (wanted, f"{wanted}.exe"))
+
+
+def _program(dpy, win) -> str | None:
+    """The name of the process that owns `win` (_NET_WM_PID; Wine and Proton name a game's process after its .exe)."""
+    from Xlib import X
+
+    prop = win.get_full_property(dpy.get_atom("_NET_WM_PID"), X.AnyPropertyType)
+    if prop is None or not len(prop.value):
+        return None
+    try:
+        return Path(f"/proc/{int(prop.value[0])}/comm").read_text().strip()
+    except OSError:  # gone, or another machine's process (a remote X client)
+        return None
+
+
+def find_window(dpy, wanted: str):
+    """The viewable window whose title contains `wanted`, or whose process is the program `wanted` (`is_program`),
+    searched depth-first; several are listed, not guessed (`choose_window`)."""
     from Xlib import X
     from Xlib.error import XError
 
-    wanted, found = title.lower(), []
+    text, found = wanted.lower(), []
     stack = [dpy.screen().root]
     while stack:
         win = stack.pop()
         name = _title(win)
-        if wanted in name.lower():
-            try:
-                if win.get_attributes().map_state == X.IsViewable:
-                    found.append((win, name))
-            except XError:  # vanished between the two calls
-                pass
+        try:
+            if (text in name.lower() or (name and is_program(_program(dpy, win), wanted))) \
+                    and win.get_attributes().map_state == X.IsViewable:
+                found.append((win, name))
+        except XError:  # vanished while we looked
+            pass
         try:
             stack.extend(reversed(win.query_tree().children))
         except XError:
             continue
-    return choose_window(title, found)
+    return choose_window(wanted, found)
 
 
 def window_rect(dpy, win) -> Rect:

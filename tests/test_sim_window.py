@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -164,3 +165,41 @@ def test_windows_titled_alike_on_x11_are_listed_not_guessed(xvfb):
         assert x11.find_window(dpy, "tips").id == made[1].id
     finally:
         dpy.close()
+
+
+def test_a_window_is_found_by_its_program_on_x11_too(xvfb, tmp_path):
+    """Wine and Proton name a game's process after its .exe (TheCrew2.exe): `--window TheCrew2.exe` finds its window
+    through _NET_WM_PID whatever the title says. Here the process is one named so, owning a real X window."""
+    import shutil
+
+    program = tmp_path / "TheCrew2.exe"
+    shutil.copy(shutil.which("sleep"), program)
+    proc = subprocess.Popen([str(program), "30"])
+    dpy = x11.open_display(xvfb)
+    try:
+        screen = dpy.screen()
+        game, other = (screen.root.create_window(0, 0, 200, 100, 0, screen.root_depth) for _ in range(2))
+        game.set_wm_name("The Crew®2 - 1280x720")
+        game.change_property(dpy.get_atom("_NET_WM_PID"), dpy.get_atom("CARDINAL"), 32, [proc.pid])
+        other.set_wm_name("a terminal")
+        other.change_property(dpy.get_atom("_NET_WM_PID"), dpy.get_atom("CARDINAL"), 32, [os.getpid()])
+        for win in (game, other):
+            win.map()
+        dpy.sync()
+        time.sleep(0.2)
+        for wanted in ("TheCrew2.exe", "thecrew2"):
+            assert x11.find_window(dpy, wanted).id == game.id
+        proc.kill()
+        proc.wait()
+        with pytest.raises(Crew2Error, match=re.escape("no window titled like 'TheCrew2.exe', or of")):
+            x11.find_window(dpy, "TheCrew2.exe")  # the program is gone: its window is no game
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        dpy.close()
+
+
+def test_program_names_match_as_a_user_writes_them():
+    assert x11.is_program("TheCrew2.exe", "thecrew2") and x11.is_program("thecrew2.exe", "TheCrew2.EXE")
+    assert x11.is_program("ForzaHorizon5.e", "ForzaHorizon5.exe"), "Linux keeps 15 characters of a process name"
+    assert not x11.is_program("TheCrew2.exe", "crew") and not x11.is_program(None, "thecrew2")

@@ -185,16 +185,15 @@ def check_elevation(api, hwnd: int, title: str) -> None:
 
 def find_window(api, wanted: str) -> int:
     """The visible top-level window whose title contains `wanted`, or whose program is `wanted` ("TheCrew2.exe",
-    "thecrew2"), case aside (`x11.choose_window`: several are listed, not guessed)."""
+    "thecrew2"; `x11.is_program`), case aside; several are listed, not guessed (`x11.choose_window`)."""
     text, found = wanted.lower(), []
-    program = text if text.endswith(".exe") else f"{text}.exe"
 
     def check(hwnd, _lparam) -> bool:
         length = api.GetWindowTextLengthW(hwnd)
         if length and api.IsWindowVisible(hwnd):
             buf = ctypes.create_unicode_buffer(length + 1)
             api.GetWindowTextW(hwnd, buf, length + 1)
-            if text in buf.value.lower() or (process_name(api, process_id(api, hwnd)) or "").lower() == program:
+            if text in buf.value.lower() or x11.is_program(process_name(api, process_id(api, hwnd)), wanted):
                 found.append((hwnd, buf.value))
         return True
 
