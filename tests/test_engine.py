@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, KEYS
+from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, IMAGE, KEYS
 from crew2.data.session import SIM_TRUTH, SessionMeta, SessionWriter, encode
 from crew2.errors import Crew2Error
 from crew2.keys import default_profile
 from crew2.model import checkpoint
 from crew2.model.checkpoint import MAP50_FLOOR, DetectorTraining, detector_trained
-from crew2.model.engine import export_onnx, load_engine
+from crew2.model.engine import ModelInfo, export_onnx, load_engine
 from crew2.model.loss import MultiTaskLoss
 from crew2.model.net import MultiTaskNet
 from crew2.sim.env import SimEnv
@@ -47,7 +48,8 @@ def model(tmp_path_factory) -> tuple[Path, Path]:
         for (x1, y1, x2, y2), c in zip(info["boxes"], info["classes"], strict=True):
             idx.append(b), cls.append([c]), xywh.append([(x1 + x2) / 512, (y1 + y2) / 288, (x2 - x1) / 256,
                                                           (y2 - y1) / 144])
-    batch = {KEYS: torch.ones(8, 4), ANNOTATED: torch.ones(8, dtype=torch.bool),
+    batch = {KEYS: torch.ones(8, 4), IMAGE: torch.zeros(8, 6, 144, 256, dtype=torch.uint8),
+             ANNOTATED: torch.ones(8, dtype=torch.bool),
              BATCH_IDX: torch.tensor(idx, dtype=torch.float32), CLS: torch.tensor(cls, dtype=torch.float32),
              BBOXES: torch.tensor(xywh, dtype=torch.float32)}
     for _ in range(40):
@@ -103,6 +105,29 @@ def test_whether_the_obstacle_head_was_trained():
     assert DetectorTraining.of(never) == DetectorTraining(0, None)
     assert DetectorTraining.of({"metrics": {"map50": nan}, "history": [{"train_det": 1.5}]}) is None
     assert DetectorTraining.of({}) is None
+
+
+def test_a_model_trained_before_the_box_fix_has_its_boxes_put_back_where_they_are(model, tmp_path):
+    """Models saved before 2026-12-07 (the shipped one too) learnt every box stretched by 160/144 in y (the padded
+    input over the frame); their boxes are scaled back, the same through PyTorch and ONNX. New ones are left alone."""
+    pt, onnx_path = model
+    new = load_engine(pt)
+    assert new.info.box_targets == "frame" and new.info.box_scale() is None
+    old = torch.load(pt, weights_only=True)
+    del old["box_targets"]
+    torch.save(old, tmp_path / "old.pt")
+    before = load_engine(tmp_path / "old.pt")
+    np.testing.assert_allclose(before.info.box_scale(), [1, 0.9, 1, 0.9])
+    x = sim_inputs(4)
+    for a, b in zip(new(x), before(x), strict=True):
+        assert len(a.boxes) == len(b.boxes) > 0
+        np.testing.assert_allclose(b.boxes[:, [0, 2]], a.boxes[:, [0, 2]], atol=1e-3)
+        np.testing.assert_allclose(b.boxes[:, [1, 3]], a.boxes[:, [1, 3]] * 0.9, atol=1e-3)
+    meta = json.loads(load_engine(onnx_path).info.to_json())
+    assert meta["box_targets"] == "frame"
+    del meta["box_targets"]  # an export made before the fix
+    assert ModelInfo.from_json(json.dumps(meta)).box_scale() is not None
+    assert ModelInfo.from_json(json.dumps({**meta, "size": [256, 160]})).box_scale() is None, "no padding, no stretch"
 
 
 def test_engines_refuse_the_wrong_model_for_the_job(model, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, KEYS
+from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, IMAGE, KEYS
 from crew2.errors import Crew2Error
 from crew2.keys import default_profile
 from crew2.model import checkpoint
@@ -14,8 +14,8 @@ from crew2.model.loss import MultiTaskLoss, positive_weights
 from crew2.model.net import KEY_POOLS, SCALES, MultiTaskNet, Where, load_pretrained
 
 
-def batch_of(annotated: list[bool], boxes=None) -> dict[str, torch.Tensor]:
-    """Boxes of several sizes in every annotated frame."""
+def batch_of(annotated: list[bool], boxes=None, size=(144, 256)) -> dict[str, torch.Tensor]:
+    """Boxes of several sizes in every annotated frame of (height, width) `size`."""
     boxes = boxes or [(0.5, 0.6, 0.5, 0.6), (0.2, 0.7, 0.15, 0.2), (0.8, 0.55, 0.06, 0.08), (0.4, 0.5, 0.03, 0.05)]
     idx, cls, xywh = [], [], []
     for b, on in enumerate(annotated):
@@ -24,6 +24,7 @@ def batch_of(annotated: list[bool], boxes=None) -> dict[str, torch.Tensor]:
                 idx.append(b), cls.append([j % 4]), xywh.append(box)
     n = len(annotated)
     return {KEYS: torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 1]] * n, dtype=torch.float32)[:n],
+            IMAGE: torch.zeros(n, 3, *size, dtype=torch.uint8),
             ANNOTATED: torch.tensor(annotated), BATCH_IDX: torch.tensor(idx, dtype=torch.float32),
             CLS: torch.tensor(cls, dtype=torch.float32).reshape(-1, 1),
             BBOXES: torch.tensor(xywh, dtype=torch.float32).reshape(-1, 4)}
@@ -55,6 +56,22 @@ def test_every_parameter_of_both_heads_gets_a_gradient():
     trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]  # the DFL kernel is fixed
     missing = [n for n, p in trainable if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == [] and len(trainable) > 100
+
+
+def test_the_loss_places_a_box_where_it_is_in_the_frame():
+    """The frame is padded (256x144 runs as 256x160) and Ultralytics scales targets by the input it sees: a box at
+    rows 60-70 of the frame must be a target at rows 60-70, not 67-78 (every model before 2026-12-07 learnt that)."""
+    net = MultiTaskNet(num_keys=4, num_classes=4).train()
+    loss_fn = MultiTaskLoss(net, torch.ones(4))
+    seen = []
+    preprocess = loss_fn.detection.preprocess
+    loss_fn.detection.preprocess = lambda *a, **kw: seen.append(preprocess(*a, **kw)) or seen[-1]
+    x1, y1, x2, y2 = 100, 60, 110, 70  # frame pixels of a 256x144 frame
+    box = ((x1 + x2) / 2 / 256, (y1 + y2) / 2 / 144, (x2 - x1) / 256, (y2 - y1) / 144)  # as the loader gives it
+    keys, det = net(torch.rand(1, 3, 144, 256))
+    loss_fn(keys, det, batch_of([True], [box]))
+    (target,) = seen
+    torch.testing.assert_close(target[0, 0, 1:], torch.tensor([x1, y1, x2, y2], dtype=torch.float32))
 
 
 def test_batch_without_annotation_gives_zero_detection_loss_and_still_trains_keys():

@@ -255,6 +255,13 @@ def test_an_elevated_game_and_an_unelevated_crew2_is_an_error_before_anything_st
     with caplog.at_level(logging.WARNING, logger="crew2.io.win32"):
         assert win32.Win32Window("crew®2", api=api).hwnd == 303
     assert "could not tell whether 'crew®2' runs as administrator" in caplog.text
+    api.refused = set()
+    api.processes[33] = (GAME, True)
+    api.foreground = 303  # --source screen: the game is in front once the countdown ends
+    with pytest.raises(Crew2Error, match=r"^the window in front runs as administrator and crew2 does not"):
+        win32.check_front(api)
+    api.foreground = 0  # nothing in front (a desktop switch): nothing to check
+    win32.check_front(api)
 
 
 def test_every_windows_function_crew2_calls_is_declared_with_its_types():

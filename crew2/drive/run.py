@@ -173,6 +173,8 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
             stack.callback(window_view.close)
             hooks.append(lambda entry: window_view(entry, time.monotonic()))
         countdown(cfg.countdown, on_countdown)  # time to switch to the game before any key goes out
+        if cfg.source == "screen" and not cfg.dry_run:  # a window source was checked when it was found
+            current().check_front()
         max_steps = None if cfg.seconds is None else int(cfg.seconds * cfg.fps)
         if realtime and cfg.seconds is not None:  # frames not driven (a black picture) do not count as steps
             timer = threading.Timer(cfg.seconds, control.stop.set)

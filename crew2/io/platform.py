@@ -36,6 +36,7 @@ class Platform:
     display: bool  # whether a display name (--display) means anything here
     prepare: Callable[[], None] = lambda: None  # once, before any capture: what pixels mean on this machine
     captures: tuple[str, ...] = ("mss",)  # how a window can be captured here (--capture; "auto": the first)
+    check_front: Callable[[], None] = lambda: None  # the window in front takes our keys, or a clear error
 
 
 def _win_keys(keys, display, extra):
@@ -50,6 +51,12 @@ def _win_prepare() -> None:
     make_dpi_aware(windows_api())  # for every source: a region or window in scaled pixels names the wrong pixels
 
 
+def _win_check_front() -> None:
+    from crew2.io.win32 import check_front
+
+    check_front()
+
+
 def _win_window(title, display):
     from crew2.io.win32 import Win32Window
 
@@ -60,7 +67,7 @@ PLATFORMS = {
     "x11": Platform("x11", lambda keys, display, extra: X11Keys(keys, display, extra), X11Window,
                     lambda keys, display: XTestSender(display), display=True),
     "win32": Platform("win32", _win_keys, _win_window, lambda keys, display: DirectInputSender(list(keys)),
-                      display=False, prepare=_win_prepare, captures=("wgc", "mss")),
+                      display=False, prepare=_win_prepare, captures=("wgc", "mss"), check_front=_win_check_front),
 }
 
 

@@ -167,20 +167,30 @@ def elevated(api, handle) -> bool | None:
         api.CloseHandle(token)
 
 
-def check_elevation(api, hwnd: int, title: str) -> None:
+def check_elevation(api, hwnd: int, what: str) -> None:
     """An elevated game and an unelevated crew2: Windows drops every key crew2 sends it, without a word (User
-    Interface Privilege Isolation), and SendInput still reports them sent. Say so before anything starts."""
+    Interface Privilege Isolation), and SendInput still reports them sent. Say so before anything starts. `what`
+    names the window in the message."""
     if elevated(api, api.GetCurrentProcess()):
         return  # an elevated crew2 reaches every game
     with opened_process(api, process_id(api, hwnd)) as handle:  # any process may query this much of another
         game = None if handle is None else elevated(api, handle)
     if game:
-        raise Crew2Error(f"'{title}' runs as administrator and crew2 does not: Windows would drop every key crew2 "
+        raise Crew2Error(f"{what} runs as administrator and crew2 does not: Windows would drop every key crew2 "
                          "sends it (and may hide your keys from crew2); start crew2 from a terminal opened with "
                          "'Run as administrator', or start the game without it")
     if game is None:
-        log.warning("could not tell whether '%s' runs as administrator: if crew2's keys do nothing in the game, "
-                    "start crew2 from a terminal opened with 'Run as administrator'", title)
+        log.warning("could not tell whether %s runs as administrator: if crew2's keys do nothing in the game, "
+                    "start crew2 from a terminal opened with 'Run as administrator'", what)
+
+
+def check_front(api=None) -> None:
+    """`check_elevation` for the window in front (--source screen: the game, once the countdown has let the person
+    switch to it)."""
+    api = api or windows_api()
+    hwnd = api.GetForegroundWindow()
+    if hwnd:
+        check_elevation(api, hwnd, "the window in front")
 
 
 def find_window(api, wanted: str) -> int:
@@ -208,7 +218,7 @@ class Win32Window:
         self.api = api or windows_api()  # DPI awareness is the platform's, set once for all (`platform.prepare`)
         self.title = title
         self.hwnd = find_window(self.api, title)
-        check_elevation(self.api, self.hwnd, title)
+        check_elevation(self.api, self.hwnd, f"'{title}'")
 
     def rect(self) -> x11.Rect:
         r, origin = wintypes.RECT(), wintypes.POINT(0, 0)

@@ -16,6 +16,9 @@ from crew2.keys import KeyProfile
 from crew2.model.net import MultiTaskNet
 
 FORMAT_VERSION = 1
+# Where the obstacle head's training targets were: "frame" (the frame's pixels). A checkpoint without the key was
+# trained before 2026-12-07, on targets stretched by the padded input's size ("stretched", `crew2.model.loss`).
+BOX_TARGETS, STRETCHED = "frame", "stretched"
 REQUIRED = ("format_version", "net", "keys", "roles", "profile", "class_names", "thresholds", "model")
 
 
@@ -29,7 +32,7 @@ def save(path: Path, *, net_cfg: dict, profile: KeyProfile, class_names: list[st
     """Write atomically (a temporary file renamed over the target), so a crash never leaves half a file."""
     ckpt = {"format_version": FORMAT_VERSION, "net": net_cfg, "keys": list(profile.keys), "roles": dict(profile.roles),
             "profile": profile.name, "class_names": list(class_names), "thresholds": [float(t) for t in thresholds],
-            "model": model, "size": list(size), **extra}
+            "model": model, "size": list(size), "box_targets": BOX_TARGETS, **extra}
     _write(Path(path), ckpt)
 
 
@@ -45,7 +48,8 @@ def _write(path: Path, ckpt: dict[str, Any]) -> None:
 
 
 # What a model needs to drive and to describe itself; the rest (optimizer, raw weights, RNG) only resumes training.
-INFERENCE = (*REQUIRED, "size", "epoch", "step", "metrics", "confusion", "history", "train_config", "detector")
+INFERENCE = (*REQUIRED, "size", "epoch", "step", "metrics", "confusion", "history", "train_config", "detector",
+             "box_targets")
 
 # Validation mAP50 under which an obstacle head counts as untrained. A head that never saw an annotated frame
 # scores 0.000 on the simulator's ground truth (three random initialisations, 600 frames); every head trained

@@ -19,8 +19,8 @@ from torch import nn
 from crew2.detection.metrics import nms
 from crew2.errors import Crew2Error
 from crew2.model import checkpoint, engine_for
-from crew2.model.checkpoint import DetectorTraining
-from crew2.model.net import PIXEL_MAX
+from crew2.model.checkpoint import STRETCHED, DetectorTraining
+from crew2.model.net import PIXEL_MAX, padded
 from crew2.shipped import shipped
 
 # The default driver crew2 ships (its ONNX export sits next to it).
@@ -42,23 +42,33 @@ class ModelInfo:
     size: tuple[int, int]  # width, height of the frames it was trained on
     frames: int  # frames stacked per input
     detector: DetectorTraining | None = None  # how the obstacle head was trained (None: not recorded)
+    box_targets: str = checkpoint.BOX_TARGETS  # "frame"; "stretched": trained before the loss placed boxes right
 
     @staticmethod
     def of(ckpt: dict) -> ModelInfo:
         return ModelInfo(list(ckpt["keys"]), dict(ckpt["roles"]), list(ckpt["class_names"]),
                          [float(t) for t in ckpt["thresholds"]], tuple(ckpt.get("size", (256, 144))),
-                         int(ckpt["net"]["frames"]), DetectorTraining.of(ckpt))
+                         int(ckpt["net"]["frames"]), DetectorTraining.of(ckpt), ckpt.get("box_targets", STRETCHED))
 
     @staticmethod
     def from_json(text: str) -> ModelInfo:
         """From an ONNX export's "crew2" metadata (`to_json`)."""
         meta = json.loads(text)
         detector = meta.pop("detector", None)
-        return ModelInfo(**{**meta, "size": tuple(meta["size"]),
+        return ModelInfo(**{"box_targets": STRETCHED, **meta, "size": tuple(meta["size"]),
                             "detector": DetectorTraining(**detector) if detector is not None else None})
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "size": list(self.size)})
+
+    def box_scale(self) -> np.ndarray | None:
+        """(4,) what turns this model's boxes (x, y, w, h) into the frame's pixels; None: they are already. A model
+        trained before 2026-12-07 learnt targets stretched by the padded input's size over the frame's (`crew2.model.
+        loss`): y by 160/144 at 256x144, which put every box 11% too low and too tall."""
+        w, h = self.size
+        if self.box_targets != STRETCHED or (padded(w), padded(h)) == (w, h):
+            return None
+        return np.array([w / padded(w), h / padded(h)] * 2, np.float32)
 
 
 class Engine(Protocol):
@@ -75,8 +85,13 @@ def preprocess(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32) / PIXEL_MAX
 
 
-def decode(key_probs: np.ndarray, decoded: np.ndarray, conf: float, iou: float) -> list[Prediction]:
-    """Key probabilities (B, K) and Detect's boxes (B, 4 + classes, anchors) -> Predictions, after NMS."""
+def decode(key_probs: np.ndarray, decoded: np.ndarray, conf: float, iou: float,
+           box_scale: np.ndarray | None = None) -> list[Prediction]:
+    """Key probabilities (B, K) and Detect's boxes (B, 4 + classes, anchors) -> Predictions, after NMS; `box_scale`
+    (4,) rescales x, y, w, h first (`ModelInfo.box_scale`)."""
+    if box_scale is not None:
+        decoded = decoded.copy()
+        decoded[:, :4] *= box_scale[:, None]  # (B, 4, anchors) x, y, w, h
     kept = nms(torch.from_numpy(np.ascontiguousarray(decoded)), conf=conf, iou=iou)
     return [Prediction(key_probs[i], kept[i].numpy()) for i in range(len(key_probs))]
 
@@ -107,7 +122,7 @@ class TorchEngine:
     @torch.no_grad()
     def __call__(self, frames: np.ndarray) -> list[Prediction]:
         probs, decoded = self.model(torch.from_numpy(preprocess(frames)))
-        return decode(probs.numpy(), decoded.numpy(), self.conf, self.iou)
+        return decode(probs.numpy(), decoded.numpy(), self.conf, self.iou, self.info.box_scale())
 
 
 class OnnxEngine:
@@ -140,7 +155,7 @@ class OnnxEngine:
 
     def __call__(self, frames: np.ndarray) -> list[Prediction]:
         probs, decoded = self.session.run(None, {self.input: preprocess(frames)})
-        return decode(probs, decoded, self.conf, self.iou)
+        return decode(probs, decoded, self.conf, self.iou, self.info.box_scale())
 
 
 def export_onnx(ckpt_path: Path, out: Path, opset: int = 17) -> Path:

@@ -1,5 +1,11 @@
 """The multi-task loss: BCE over keys (per-key positive weights) + Ultralytics' detection loss over the
-frames that carry annotation — an unannotated frame is not "no obstacles", so it adds nothing there."""
+frames that carry annotation — an unannotated frame is not "no obstacles", so it adds nothing there.
+
+Boxes come normalised to the frame (0-1 over its width and height); Ultralytics' loss scales them by the size of
+the input the network saw, which is the frame padded at the bottom and right to a multiple of the largest stride
+(`MultiTaskNet.forward`). So they are first re-normalised to the padded input: a box stays where it is in pixels.
+(Before 2026-12-07 they were not, and every model learnt boxes stretched by padded/frame size, 160/144 in y at
+256x144: `engine.ModelInfo.box_targets`.)"""
 
 from __future__ import annotations
 
@@ -7,8 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, KEYS
-from crew2.model.net import MultiTaskNet
+from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, IMAGE, KEYS
+from crew2.model.net import MultiTaskNet, padded
 
 
 def positive_weights(keys: np.ndarray, cap: float = 20.0) -> Tensor:
@@ -51,8 +57,11 @@ class MultiTaskLoss(nn.Module):
             new_index[keep] = torch.arange(len(keep), device=keep.device)
             idx = new_index[batch[BATCH_IDX].to(keep.device).long()]  # (N,) -1: a box of a dropped frame
             mine = idx >= 0
+            h, w = batch[IMAGE].shape[-2:]
+            hp, wp = padded(h), padded(w)
+            to_input = torch.tensor([w / wp, h / hp, w / wp, h / hp], device=keep.device)  # frame -> padded input
             target = {"batch_idx": idx[mine].float(), "cls": batch[CLS].to(keep.device)[mine],
-                      "bboxes": batch[BBOXES].to(keep.device)[mine]}
+                      "bboxes": batch[BBOXES].to(keep.device)[mine] * to_input}  # (N, 4) xywh, normalised
             preds = {"boxes": det["boxes"][keep], "scores": det["scores"][keep],
                      "feats": [f[keep] for f in det["feats"]]}
             self.detection.device = key_logits.device

@@ -2,8 +2,9 @@
 
 Features are routed with the DetectionModel's own `m.f` loop (slicing `model.model[:N]` would break the
 neck's skip connections); the key head taps the end of the backbone (layer 10, C2PSA), the deepest and
-most global features. Frames are padded at the bottom and right to a multiple of the largest stride (32),
-so box coordinates need no correction: a 256x144 frame runs as 256x160.
+most global features. Frames are padded at the bottom and right to a multiple of the largest stride (32), so
+boxes come out in the frame's pixels: a 256x144 frame runs as 256x160 (the loss places its targets in the padded
+input accordingly, `crew2.model.loss`).
 """
 
 from __future__ import annotations
@@ -87,11 +88,16 @@ class MultiTaskNet(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, object]:
         h, w = x.shape[-2:]
-        pad_h, pad_w = -h % MAX_STRIDE, -w % MAX_STRIDE
+        pad_h, pad_w = padded(h) - h, padded(w) - w
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), value=0.5)  # (B, C, H', W'), grey past the frame's edges
         deep, det = self._features(x)
         return self.key_head(deep), det
+
+
+def padded(size: int) -> int:
+    """A frame's height or width as the network sees it: padded to a multiple of the largest stride."""
+    return size + -size % MAX_STRIDE
 
 
 class Where(nn.Module):
