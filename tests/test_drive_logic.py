@@ -136,6 +136,20 @@ def test_no_steering_towards_a_vehicle_beside_us():
     assert run(passing, rules=Rules(beside=0.0), keys=left)[10] == (left, []), "0: only while in view"
 
 
+def test_a_vehicle_we_pass_counts_as_beside_us_once_it_nears_the_frames_side():
+    """A car we overtake leaves the picture before it is level with us: its box vanishes short of the frame's side.
+    With `beside_edge`, a tall box whose outer edge is that close to the side counts as beside us, and keeps
+    counting for `beside` s after it vanished; a tall box further in (the next lane, ahead) does not."""
+    passing = [[det(15, 30, 85, 120)] for _ in range(5)] + [[] for _ in range(30)]  # outer edge 6% from the left
+    left = {**DRIVING, "left": True}
+    results = run(passing, rules=Rules(beside=1.0, beside_edge=0.1), keys=left)
+    assert all(keys == DRIVING and [h.rule for h in hits] == ["keep_clear"] for keys, hits in results[:24])
+    assert results[-1] == (left, [])
+    assert run(passing, rules=Rules(beside=1.0), keys=left)[0] == (left, []), "0: only boxes cut by the side"
+    ahead = [[det(30, 60, 70, 100)] for _ in range(5)] + [[] for _ in range(5)]  # 12% in: a car in the next lane
+    assert all(k == left for k, _ in run(ahead, rules=Rules(beside=1.0, beside_edge=0.1), keys=left))
+
+
 def test_close_obstacle_brakes_even_without_growth_and_steers_to_the_free_side():
     ahead = [[det(110, 80, 150, 125, cls=3), det(20, 80, 60, 125)] for _ in range(3)]  # car on the left: go right
     assert {h.rule for h in run(ahead)[-1][1]} == {"brake_for_obstacle"}, "steering around is off by default"

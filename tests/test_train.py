@@ -53,7 +53,8 @@ def test_short_training_learns_keys_and_obstacles(tiny_sessions, tmp_path):
     assert sum(done == total for done, total in validated) == 8 and validated[0][0] == 1, "progress every epoch"
     first, last = result.history[0], result.history[-1]
     assert last["train_keys"] < 0.85 * first["train_keys"], "the key loss falls"
-    assert last["train_det"] < 0.5 * first["train_det"], "the detection loss falls"
+    assert last["train_det"] < 0.6 * first["train_det"], "the detection loss falls"
+    assert last["val_map50"] > 0.05, "and the head finds boxes where they are (0.0 with the targets stretched)"
     assert last["val_f1"] > last["val_constant_f1"] + 0.02, "better than always pressing every key"
     for name in ("last.pt", "best.pt", "metrics.csv", "losses.png", "key_f1.png", "confusion.png"):
         assert (tmp_path / "run" / name).is_file()

@@ -23,7 +23,7 @@ MOTION_WINDOW = 0.5  # s: the car stands when the picture's median motion over t
 MIN_SCENERY = 0.05  # share of the picture that must lie outside the obstacles' boxes to measure motion on it
 
 
-FRACTIONS = ("corridor", "horizon", "close_height", "min_height", "min_score")  # of the frame, or a score
+FRACTIONS = ("corridor", "horizon", "close_height", "min_height", "min_score", "beside_edge")  # of the frame
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Rules:
     escape: float = 1.0
     still: float = 0.4
     beside: float = 0.6
+    beside_edge: float = 0.0
     lane_change: float = 0.0
     lane: float = 0.95
     classes: tuple[str, ...] = ("car", "truck", "cone", "barrier")
@@ -267,10 +268,13 @@ def _obstacles(detections: np.ndarray, class_names: list[str], rules: Rules) -> 
 
 
 def _note_beside(state: FusionState, boxes: np.ndarray, width: int, height: int, now: float, rules: Rules) -> None:
-    """Tall and cut by the frame's side: beside us now, and for `beside` s after it leaves."""
+    """Tall and at the frame's side (cut by it, or its outer edge within `beside_edge` of it: a vehicle we pass
+    leaves the picture before it is level with us): beside us now, and for `beside` s after it leaves."""
+    edge = max(1.0, rules.beside_edge * width)
     for box in boxes:
         if (box[3] - box[1]) / height >= rules.close_height:
-            state.beside.update({side: now + rules.beside for side in _cut_sides(box, width)})
+            sides = [side for side, near in (("left", box[0] <= edge), ("right", box[2] >= width - edge)) if near]
+            state.beside.update({side: now + rules.beside for side in sides})
 
 
 def _threat(boxes: np.ndarray, tracks: list[Track], width: int, height: int,
