@@ -372,7 +372,7 @@ def _train_throughput(size: tuple[int, int], batch: int = 32, steps: int = 6) ->
     bf16 autocast where the CPU has it natively, else fp32, as `crew2 train` runs."""
     import torch
 
-    from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, KEYS
+    from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, IMAGE, KEYS
     from crew2.model.loss import MultiTaskLoss, as_float
     from crew2.model.net import MultiTaskNet
     from crew2.train.trainer import mixed_precision
@@ -384,7 +384,8 @@ def _train_throughput(size: tuple[int, int], batch: int = 32, steps: int = 6) ->
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     w, h = size
     x = torch.rand(batch, 3, h, w).contiguous(memory_format=torch.channels_last)
-    target = {KEYS: (torch.rand(batch, 4) > 0.5).float(), ANNOTATED: torch.ones(batch, dtype=torch.bool),
+    target = {IMAGE: torch.zeros(batch, 3, h, w, dtype=torch.uint8),  # the loss reads the frame size from it
+              KEYS: (torch.rand(batch, 4) > 0.5).float(), ANNOTATED: torch.ones(batch, dtype=torch.bool),
               BATCH_IDX: torch.arange(batch).float(), CLS: torch.zeros(batch, 1),
               BBOXES: torch.tensor([[0.5, 0.6, 0.2, 0.2]]).repeat(batch, 1)}
 

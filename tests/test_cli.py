@@ -86,6 +86,13 @@ def test_bench_sim_reports_rates_and_driving(tmp_path):
     assert report["sim"]["autopilot_episodes"] == 1 and report["machine"]["cores"] >= 1
 
 
+def test_training_throughput_benchmark_runs_real_training_steps():
+    from crew2.bench import _train_throughput
+
+    rate, precision = _train_throughput((64, 36), batch=4, steps=2)
+    assert rate > 0 and precision in ("bf16", "fp32")
+
+
 def test_storage_and_loader_benchmarks_report_sane_figures(tmp_path):
     from crew2.bench import bench_loader, bench_storage, natural_like
     from crew2.record.run import RecordConfig, record
