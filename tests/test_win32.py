@@ -412,6 +412,13 @@ def test_a_window_that_closes_or_shows_nothing_is_named(game_window, monkeypatch
         for _ in range(500):
             source.grab()
             threading.Event().wait(0.005)
+    monkeypatch.setitem(sys.modules, "windows_capture", fake_windows_capture([bgra_window(0)]))
+    with game_window.source(max_fps=200, capture="wgc") as source:
+        game_window.api.windows[303] = ("The Crew®2", True, (0, 0, 0, 0), (320, 180), 33)  # minimised now
+        with pytest.raises(Crew2Error, match=re.escape("shows no picture (minimised?)")):
+            for _ in range(500):
+                source.grab()
+                threading.Event().wait(0.005)
     monkeypatch.setitem(sys.modules, "windows_capture", fake_windows_capture([]))  # minimised: no frame at all
     monkeypatch.setattr("crew2.io.wgc.FIRST_FRAME_S", 0.3)
     with pytest.raises(Crew2Error, match=re.escape("gave no frame in 0.3 s (is the window minimised?)")):

@@ -69,7 +69,11 @@ def wgc_window(hwnd: int, client: Callable[[], x11.Rect], name: str, module=None
             with state:
                 bgra = newest[0]
             r = client()
-            return bgra[r.top: r.top + r.height, r.left: r.left + r.width, 2::-1].copy()  # (h, w, 3) RGB
+            top, left = max(r.top, 0), max(r.left, 0)
+            rgb = bgra[top: r.top + r.height, left: r.left + r.width, 2::-1]  # (h, w, 3)
+            if rgb.size == 0:
+                raise Crew2Error(f"{name} shows no picture (minimised?)")
+            return rgb.copy()
 
         yield grab_once
     finally:
