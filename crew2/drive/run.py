@@ -16,10 +16,9 @@ from crew2.drive.fusion import Rules
 from crew2.drive.loop import DriveStats, FrameLog, drive_loop
 from crew2.drive.takeover import HANDBACK, MARGIN, Corrections, Takeover
 from crew2.errors import Crew2Error
-from crew2.io.capture import CAPTURES
 from crew2.io.control import Control, Hotkeys, countdown
 from crew2.io.keyguard import KeyGuard
-from crew2.io.platform import SCREEN_SOURCES, current, open_screen_game
+from crew2.io.platform import SCREEN_SOURCES, check_capture, current, open_screen_game
 from crew2.keys import KeyProfile
 from crew2.model.checkpoint import detector_trained
 from crew2.model.engine import Engine, ModelInfo, load_engine
@@ -65,8 +64,8 @@ class DriveConfig:
             raise Crew2Error(f"unknown source '{self.source}': use one of {', '.join(SOURCES)}")
         if self.source == "window" and not self.window:
             raise Crew2Error("--source window needs --window TITLE")
-        if self.capture not in CAPTURES:
-            raise Crew2Error(f"unknown capture '{self.capture}': use one of {', '.join(CAPTURES)}")
+        if self.source in SCREEN_SOURCES:  # before any device is opened
+            check_capture(self.capture, self.source, current())
         if self.box_rules not in BOX_RULES:
             raise Crew2Error(f"--box-rules must be one of {', '.join(BOX_RULES)}, not '{self.box_rules}'")
         if self.fps is not None and not 1 <= self.fps <= 120:

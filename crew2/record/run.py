@@ -13,9 +13,8 @@ from pathlib import Path
 from crew2 import x11
 from crew2.data.session import SessionMeta
 from crew2.errors import Crew2Error
-from crew2.io.capture import CAPTURES
 from crew2.io.control import Control, Hotkeys, countdown
-from crew2.io.platform import SCREEN_SOURCES, open_screen_game
+from crew2.io.platform import SCREEN_SOURCES, check_capture, current, open_screen_game
 from crew2.keys import KeyProfile, default_profile
 from crew2.record.recorder import RecordStats, blank_warning, record_loop
 from crew2.record.writer import BackgroundWriter
@@ -55,8 +54,8 @@ class RecordConfig:
             raise Crew2Error(f"unknown source '{self.source}': use one of {', '.join(SOURCES)}")
         if not 1 <= self.fps <= 60:
             raise Crew2Error(f"--fps must be between 1 and 60, not {self.fps}")
-        if self.capture not in CAPTURES:
-            raise Crew2Error(f"unknown capture '{self.capture}': use one of {', '.join(CAPTURES)}")
+        if self.source in SCREEN_SOURCES:  # before any device is opened
+            check_capture(self.capture, self.source, current())
         if not 50 <= self.quality <= 100:
             raise Crew2Error(f"--quality must be between 50 and 100, not {self.quality}")
         if self.width < 32 or self.height < 18:
