@@ -73,9 +73,9 @@ def _title(win) -> str:
 
 
 def choose_window(wanted: str, found: list[tuple[object, str]]):
-    """The window a user means by `wanted` among the visible windows whose titles contain it (handle, title): the
-    only one, or the only one titled exactly so (case aside); windows that share one title count once (a window
-    manager's frame and the window it holds). Several others: a one-line error that lists them."""
+    """The window a user means by `wanted` among the visible windows that match it (handle, title; by title or by
+    program): the only one, or the only one titled exactly so (case aside); windows that share one title count
+    once (a window manager's frame and the window it holds). Several others: a one-line error that lists them."""
     if not found:
         raise Crew2Error(f"no window titled like '{wanted}', or of a program so named, is open")
     titles = list(dict.fromkeys(title for _, title in found))

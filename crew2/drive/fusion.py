@@ -155,9 +155,10 @@ def in_corridor(box: np.ndarray, width: int, height: int, rules: Rules) -> bool:
     return abs((float(box[0]) + float(box[2])) / 2 - width / 2) < half
 
 
-def _cut_sides(box: np.ndarray, width: int) -> list[str]:
-    """The sides of the frame that cut this box: where it runs out of the picture."""
-    return [side for side, cut in (("left", box[0] <= 1), ("right", box[2] >= width - 1)) if cut]
+def _cut_sides(box: np.ndarray, width: int, edge: float = 1.0) -> list[str]:
+    """The sides of the frame that cut this box (where it runs out of the picture), or that its outer edge comes
+    within `edge` px of."""
+    return [side for side, cut in (("left", box[0] <= edge), ("right", box[2] >= width - edge)) if cut]
 
 
 def _beside(state: FusionState, now: float) -> set[str]:
@@ -273,8 +274,7 @@ def _note_beside(state: FusionState, boxes: np.ndarray, width: int, height: int,
     edge = max(1.0, rules.beside_edge * width)
     for box in boxes:
         if (box[3] - box[1]) / height >= rules.close_height:
-            sides = [side for side, near in (("left", box[0] <= edge), ("right", box[2] >= width - edge)) if near]
-            state.beside.update({side: now + rules.beside for side in sides})
+            state.beside.update({side: now + rules.beside for side in _cut_sides(box, width, edge)})
 
 
 def _threat(boxes: np.ndarray, tracks: list[Track], width: int, height: int,

@@ -114,6 +114,7 @@ class TorchEngine:
 
     def __init__(self, ckpt: dict, conf: float = 0.25, iou: float = 0.5, threads: int | None = None):
         self.info = ModelInfo.of(ckpt)
+        self.box_scale = self.info.box_scale()  # once, not every frame
         self.model = _Exportable(checkpoint.build(ckpt)).eval()
         self.conf, self.iou = conf, iou
         if threads:
@@ -122,7 +123,7 @@ class TorchEngine:
     @torch.no_grad()
     def __call__(self, frames: np.ndarray) -> list[Prediction]:
         probs, decoded = self.model(torch.from_numpy(preprocess(frames)))
-        return decode(probs.numpy(), decoded.numpy(), self.conf, self.iou, self.info.box_scale())
+        return decode(probs.numpy(), decoded.numpy(), self.conf, self.iou, self.box_scale)
 
 
 class OnnxEngine:
@@ -151,11 +152,12 @@ class OnnxEngine:
             raise Crew2Error(f"{path}: not a crew2 graph ({len(outputs)} outputs; crew2 exports key probabilities "
                              "and boxes)")
         self.input = self.session.get_inputs()[0].name
+        self.box_scale = self.info.box_scale()  # once, not every frame
         self.conf, self.iou = conf, iou
 
     def __call__(self, frames: np.ndarray) -> list[Prediction]:
         probs, decoded = self.session.run(None, {self.input: preprocess(frames)})
-        return decode(probs, decoded, self.conf, self.iou, self.info.box_scale())
+        return decode(probs, decoded, self.conf, self.iou, self.box_scale)
 
 
 def export_onnx(ckpt_path: Path, out: Path, opset: int = 17) -> Path:
