@@ -246,6 +246,26 @@ def test_scenery_leaves_out_the_boxes_of_confident_detections():
     assert picture_motion(np.zeros((18, 64), np.uint8), np.ones((18, 64), np.uint8), keep=everything) is None
 
 
+def test_a_vehicle_we_pass_stays_beside_us_until_it_is_past():
+    """With `beside_max`, a vehicle that left the picture at the side while coming closer counts as beside us for
+    `passing` times its time-to-contact as it left, from `beside` up to `beside_max`: one we pass slowly for longer
+    than one we pass fast; one keeping pace for `beside`."""
+    left = {**DRIVING, "left": True}
+
+    def last_blocked(heights, rules: Rules) -> int:
+        frames = [[det(0, 40, 60, 40 + h)] for h in heights] + [[] for _ in range(100)]  # cut by the left side
+        return max(i for i, (keys, hits) in enumerate(run(frames, rules=rules, keys=left))
+                   if not keys["left"] and [h.rule for h in hits] == ["keep_clear"])
+
+    slow, fast = np.linspace(60, 100, 10), np.linspace(60, 100, 8)  # 88.9 and 114.3 px/s; gone after 0.45 / 0.35 s
+    rules = Rules(beside=0.6, beside_max=3.0, passing=2.0)
+    assert last_blocked(slow, rules) in (53, 54), "time-to-contact 100 / 88.9 = 1.125 s: beside 2.25 s more"
+    assert last_blocked(fast, rules) in (41, 42), "0.875 s: beside 1.75 s more"
+    assert last_blocked([80] * 10, rules) in (20, 21), "not coming closer: `beside`"
+    assert last_blocked(slow, Rules(beside=0.6, beside_max=1.5, passing=2.0)) in (38, 39), "at most `beside_max`"
+    assert last_blocked(slow, Rules(beside=0.6)) in (20, 21), "beside_max 0 (the default): `beside` for all"
+
+
 def test_going_around_never_steers_into_a_vehicle_beside_us():
     rules = Rules(stuck=1.0, beside=0.6)
     cone = det(100, 80, 130, 125, cls=2)  # close ahead, right of centre: the way around is left...
