@@ -190,3 +190,15 @@ def test_slim_checkpoint_keeps_what_inference_needs(model, tmp_path):
     frames = sim_inputs(2)
     for a, b in zip(load_engine(pt)(frames), load_engine(slim)(frames), strict=True):
         np.testing.assert_array_equal(a.key_probs, b.key_probs)
+
+
+def test_a_loaded_engine_has_its_nms_library_before_the_first_frame():
+    """Loading a model runs a frame through it: Ultralytics (the NMS) is imported then, not in a drive's first frame,
+    where its import changed OpenCV's thread count under a capture thread converting a frame (SIGFPE)."""
+    from crew2.shipped import shipped
+
+    code = ("import sys; from crew2.model.engine import load_engine; "
+            f"load_engine({str(shipped('weights/crew2-sim-t.onnx'))!r}, 'onnx', threads=1); "
+            "print('ultralytics.utils.nms' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["True"], out.stderr

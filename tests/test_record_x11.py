@@ -202,3 +202,19 @@ def test_recording_names_a_window_that_shows_black_or_stops_updating(kind, still
     assert stats.blank == kind and len(Session(config.out)) == stats.frames > 80, "named, and every frame kept"
     assert (3.0 <= first < 4.0) if kind == "black" else (5.0 <= first < 6.5), f"named after {first:.1f} s"
     assert "borderless windowed mode" in warnings[-1][1] and "\n" not in warnings[-1][1]
+
+
+def test_a_screen_grab_of_a_window_comes_as_rgb(still_window, xvfb):
+    """mss grabs BGRA; crew2 hands on RGB, which the models learnt on: a window painted one colour reads as it."""
+    from crew2.io.capture import mss_region
+
+    dpy, win = still_window
+    win.change_attributes(background_pixel=(200 << 16) | (40 << 8) | 10)  # TrueColor: red 200, green 40, blue 10
+    win.clear_area()
+    dpy.sync()
+    time.sleep(0.2)
+    rect = x11.window_rect(dpy, win)
+    with mss_region(xvfb, lambda: rect) as grab_once:
+        frame = grab_once()
+    assert frame.shape == (180, 320, 3) and frame.flags["C_CONTIGUOUS"]
+    assert frame[90, 160].tolist() == [200, 40, 10]

@@ -12,6 +12,7 @@ import numpy as np
 
 from crew2 import x11
 from crew2.errors import Crew2Error
+from crew2.io.capture import rgb
 
 FIRST_FRAME_S = 5.0  # a capture that shows nothing by then will not (a minimised window, a refused capture)
 
@@ -70,10 +71,10 @@ def wgc_window(hwnd: int, client: Callable[[], x11.Rect], name: str, module=None
                 bgra = newest[0]
             r = client()
             top, left = max(r.top, 0), max(r.left, 0)
-            rgb = bgra[top: r.top + r.height, left: r.left + r.width, 2::-1]  # (h, w, 3)
-            if rgb.size == 0:
+            client_area = bgra[top: r.top + r.height, left: r.left + r.width]  # (h, w, 4)
+            if client_area.size == 0:
                 raise Crew2Error(f"{name} shows no picture (minimised?)")
-            return rgb.copy()
+            return rgb(client_area)
 
         yield grab_once
     finally:
