@@ -193,8 +193,8 @@ def test_slim_checkpoint_keeps_what_inference_needs(model, tmp_path):
 
 
 def test_a_loaded_engine_has_its_nms_library_before_the_first_frame():
-    """Loading a model runs a frame through it: Ultralytics (the NMS) is imported then, not in a drive's first frame,
-    where its import changed OpenCV's thread count under a capture thread converting a frame (SIGFPE)."""
+    """Loading a model runs a frame through it: Ultralytics (the NMS) is imported then, not in a drive's first
+    frame."""
     from crew2.shipped import shipped
 
     code = ("import sys; from crew2.model.engine import load_engine; "

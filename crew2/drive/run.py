@@ -149,6 +149,10 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
             if not cfg.dry_run:  # keys released even if this process is killed or stopped
                 outside = stack.enter_context(KeyGuard(info.keys, cfg.display)).beat
             watch = cfg.hotkeys or cfg.takeover
+            # Ultralytics (NMS, crash prevention's box maths) is imported before the capture thread starts: its
+            # import sets OpenCV's thread count, which killed that thread inside an OpenCV call (SIGFPE).
+            import ultralytics  # noqa: F401
+
             screen = open_screen_game(stack, cfg.source, fps=cfg.fps, window=cfg.window, region=cfg.region,
                                       display=cfg.display, keys=info.keys if watch else None,
                                       hotkeys=tuple(HOTKEYS.values()) if cfg.hotkeys else (), capture=cfg.capture)

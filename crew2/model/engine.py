@@ -195,9 +195,8 @@ def load_engine(path: str | Path, engine: str = "auto", keys: list[str] | None =
         result = TorchEngine(checkpoint.load(path), conf, iou, threads)
     checkpoint.check_compatible({"keys": result.info.keys, "class_names": result.info.class_names}, keys,
                                 class_names)
-    # One frame through it now rather than in a drive's first: that loads the NMS's library (Ultralytics, whose
-    # import also sets OpenCV's thread count: a capture thread converting a frame at that moment died of SIGFPE),
-    # and the runtime sets itself up (the shipped model's first frame took 54 ms, the next ones 5).
+    # One frame through it now rather than in a drive's first: that loads the NMS's library (Ultralytics) and lets
+    # the runtime set itself up (the shipped model's first frame took 54 ms, the next ones 5).
     w, h = result.info.size
     result(np.zeros((1, h, w, 3 * result.info.frames), np.uint8))
     return result
