@@ -77,9 +77,11 @@ def test_watchdog_releases_during_a_stall():
     assert released_everything(sender)
 
 
-def test_a_hung_capture_releases_the_keys_within_a_second():
-    """The capture thread stops returning (a hung X server or game): the loop keeps getting its last frame at once,
-    sees that frame's grab began too long ago, and releases every key."""
+@pytest.mark.parametrize("max_fps", [120.0, None], ids=["at-a-rate", "on-demand"])
+def test_a_hung_capture_releases_the_keys_within_a_second(max_fps):
+    """The capture thread stops returning (a hung X server or game): the loop keeps getting its last frame (at once,
+    or after waiting a moment for the grab it asked for), sees that frame's grab began too long ago, and releases
+    every key."""
     import contextlib
     import threading
 
@@ -101,7 +103,7 @@ def test_a_hung_capture_releases_the_keys_within_a_second():
     sender, control = RecordingSender(), Control()
     threading.Timer(3.0, control.stop.set).start()
     try:
-        with ThreadedCapture(grabber, "hanging") as source:
+        with ThreadedCapture(grabber, "hanging", max_fps) as source:
             stats = drive_loop(source, ScriptedEngine(), decoder(), sender, fps=20, control=control)
     finally:
         hang.set()

@@ -147,12 +147,9 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                     poll()
                 timer.start()
                 raw = source.grab()
-                # A threaded capture grabbed the screen before we asked: time the frame from its grab's start,
-                # and tell it when the next read is due so that grab ends just before.
+                # A capture that grabbed the screen before we asked: time the frame from its grab's start
                 timer.start(min(timer.last, source.frame_started or timer.last))
                 timer.lap("capture")
-                if realtime:
-                    source.expect(pacer.next_tick)
                 ticks += 1
                 now_s = clock() - start if realtime else (ticks - 1) / fps
                 in_front = focused() and not control.paused.is_set()  # else keys typed elsewhere are no takeover

@@ -155,7 +155,8 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
 
             screen = open_screen_game(stack, cfg.source, fps=cfg.fps, window=cfg.window, region=cfg.region,
                                       display=cfg.display, keys=info.keys if watch else None,
-                                      hotkeys=tuple(HOTKEYS.values()) if cfg.hotkeys else (), capture=cfg.capture)
+                                      hotkeys=tuple(HOTKEYS.values()) if cfg.hotkeys else (), capture=cfg.capture,
+                                      on_demand=True)
             source, focused, keys, realtime = screen.source, screen.focused, screen.keys, True
             if cfg.takeover:
                 takeover = Takeover(keys, info.keys, cfg.handback)

@@ -1,5 +1,5 @@
 """Frame sources, the one protocol every game feeds record, drive and takeover through: a context manager with
-`grab() -> RGB frame`, plus what a loop may ask of any source (`done`, `boxes`, `frame_started`, `expect`), with
+`grab() -> RGB frame`, plus what a loop may ask of any source (`done`, `boxes`, `frame_started`), with
 defaults in `Source` so that no loop probes for them."""
 
 from __future__ import annotations
@@ -35,13 +35,10 @@ class FrameSource(Protocol):
     def boxes(self) -> np.ndarray | None:
         """The last grabbed frame's ground-truth boxes, (M, 5) x1, y1, x2, y2, class; None when unknown."""
         ...
-    def expect(self, when: float) -> None:
-        """The consumer will read next at perf_counter() == `when` (a threaded capture times its grab for it)."""
-        ...
 
 
 class Source:
-    """The defaults of `FrameSource`: never done, no boxes, grabbed when asked, no use for the next read's time."""
+    """The defaults of `FrameSource`: never done, no boxes, grabbed when asked."""
 
     name = "source"
     done = False
@@ -60,28 +57,26 @@ class Source:
     def boxes(self) -> np.ndarray | None:
         return None
 
-    def expect(self, when: float) -> None:
-        pass
-
 
 class ThreadedCapture(Source):
-    """Grabs in its own thread and keeps only the newest frame, so the recording (or driving) loop never
-    waits for a capture in progress and always gets the latest one. By default it grabs at `max_fps`; a
-    paced consumer that says when it will read next (`expect`) gets grabs timed to finish just before
-    then, so the frame it reads is fresh (about one grab old) instead of up to a capture period old."""
+    """Grabs in its own thread, so that no loop is ever stuck inside a capture that hangs. At `max_fps` it grabs
+    on its own and keeps only the newest frame, so the recording loop never waits for a capture in progress. With
+    `max_fps` None it grabs when asked: `grab()` wakes it and waits for that frame (at most `ASK_WAIT`, then it
+    hands back the newest there is, which a hung capture leaves to go stale), so a paced loop that waits between
+    frames anyway (drive) gets a frame one grab old, where one timed ahead of the read was older by the margin
+    and the thread's wake-up (1.2-2.2 ms in `crew2 bench loop`)."""
 
-    def __init__(self, open_grabber, name: str, max_fps: float = 120.0):
+    ASK_WAIT = 0.1  # seconds a read waits for the grab it asked for
+
+    def __init__(self, open_grabber, name: str, max_fps: float | None = 120.0):
         self._open, self.name = open_grabber, name
-        self.period = 1.0 / max_fps  # grabbing faster than the loop consumes only burns a core
+        self.period = None if max_fps is None else 1.0 / max_fps  # grabbing faster than it is read burns a core
         self._frame: np.ndarray | None = None
         self._error: BaseException | None = None
         self._fresh = threading.Condition()
         self._stop = threading.Event()
-        self._wake = threading.Event()  # set by `expect` and on stop
-        self._expected: float | None = None
-        self._served: float | None = None  # the expected read the newest grab was timed for
+        self._asked = threading.Event()  # on demand: a read waits for a grab (and set on stop)
         self.grabs = 0
-        self.grab_seconds = 0.0  # smoothed duration of one grab
         self._started = self.frame_started = 0.0  # perf_counter() when the grab of the newest frame began
 
     def __enter__(self) -> ThreadedCapture:
@@ -99,20 +94,8 @@ class ThreadedCapture(Source):
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._wake.set()
+        self._asked.set()
         self._thread.join(5)
-
-    def expect(self, when: float) -> None:
-        """The consumer will read at perf_counter() == `when`: time the next grab to end just before."""
-        self._expected = when
-        self._wake.set()
-
-    def _next_start(self, last_start: float) -> float:
-        """When to begin the next grab: early enough to end before the expected read, else at the rate."""
-        expected = self._expected
-        if expected is not None and expected != self._served:
-            return expected - 1.5 * self.grab_seconds - 0.001
-        return last_start + self.period
 
     def _run(self) -> None:
         try:
@@ -120,19 +103,15 @@ class ThreadedCapture(Source):
                 while not self._stop.is_set():
                     started = time.perf_counter()
                     frame = grab_once()
-                    took = time.perf_counter() - started
                     with self._fresh:
                         self._frame, self._started = frame, started
                         self.grabs += 1
                         self._fresh.notify_all()
-                    self.grab_seconds = took if self.grabs == 1 else 0.8 * self.grab_seconds + 0.2 * took
-                    expected = self._expected
-                    if expected is not None and expected - time.perf_counter() < 2 * self.grab_seconds + 0.002:
-                        self._served = expected  # this grab is the one for that read: wait for the next word
-                    self._wake.clear()
-                    while (wait := self._next_start(started) - time.perf_counter()) > 0 and not self._stop.is_set():
-                        if self._wake.wait(wait):
-                            self._wake.clear()
+                    if self.period is None:
+                        self._asked.wait()
+                        self._asked.clear()
+                    else:
+                        self._stop.wait(started + self.period - time.perf_counter())
         except BaseException as e:
             with self._fresh:
                 self._error = e
@@ -140,6 +119,10 @@ class ThreadedCapture(Source):
 
     def grab(self) -> np.ndarray:
         with self._fresh:
+            if self.period is None:
+                asked = self.grabs
+                self._asked.set()
+                self._fresh.wait_for(lambda: self.grabs > asked or self._error is not None, timeout=self.ASK_WAIT)
             if isinstance(self._error, Crew2Error):  # already says what happened (the window closed)
                 raise self._error
             if self._error is not None:
@@ -193,7 +176,7 @@ def screen_size(display: str | None = None, monitor: int = 1) -> x11.Rect:
 
 
 def screen_source(region: x11.Rect | None = None, monitor: int = 1, display: str | None = None,
-                  max_fps: float = 120.0) -> ThreadedCapture:
+                  max_fps: float | None = 120.0) -> ThreadedCapture:
     """A monitor, or a region of it (screen coordinates); a region outside the screen is an error."""
     screen = screen_size(display, monitor)
     r = region or screen
@@ -235,8 +218,9 @@ class X11Window:
         except XError as e:
             raise Crew2Error(f"the window '{self.title}' closed") from e
 
-    def source(self, max_fps: float = 120.0, capture: str = "auto") -> ThreadedCapture:
-        """The window's part of the screen (mss; `capture` has only that choice on X11)."""
+    def source(self, max_fps: float | None = 120.0, capture: str = "auto") -> ThreadedCapture:
+        """The window's part of the screen (mss; `capture` has only that choice on X11); `max_fps` None: grabbed
+        when read (`ThreadedCapture`)."""
         def open_grabber():
             dpy = x11.open_display(self.display)  # its own connection: Xlib is not thread-safe
             win = dpy.create_resource_object("window", self.win.id)

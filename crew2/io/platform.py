@@ -23,7 +23,7 @@ class GameWindow(Protocol):
 
     def rect(self) -> x11.Rect: ...
     def focused(self) -> bool: ...
-    def source(self, max_fps: float = 120.0, capture: str = "auto") -> ThreadedCapture: ...
+    def source(self, max_fps: float | None = 120.0, capture: str = "auto") -> ThreadedCapture: ...
     def close(self) -> None: ...
 
 
@@ -88,9 +88,11 @@ class ScreenGame:
 def open_screen_game(stack: contextlib.ExitStack, source: str, *, fps: float, window: str | None = None,
                      region: x11.Rect | None = None, monitor: int = 1, display: str | None = None,
                      keys: Sequence[str] | None = None, hotkeys: tuple[str, ...] = (),
-                     capture: str = "auto", platform: Platform | None = None) -> ScreenGame:
+                     capture: str = "auto", on_demand: bool = False,
+                     platform: Platform | None = None) -> ScreenGame:
     """Open (on `stack`) the capture of a window by title or of a screen region, and a reader of `keys` plus
-    `hotkeys` (keys None: no reader). Captures run at up to twice `fps`, so a paced loop always finds a fresh one.
+    `hotkeys` (keys None: no reader). Captures run at up to twice `fps`, so a paced loop always finds a fresh one,
+    or, `on_demand`, each when the loop reads (`ThreadedCapture`).
     The focus guard is the window's; a screen region is always "in front". `capture` picks how a window is read
     (`CAPTURES`; a screen region is always mss)."""
     platform = platform or current()
@@ -102,12 +104,13 @@ def open_screen_game(stack: contextlib.ExitStack, source: str, *, fps: float, wi
         reader = platform.keys(keys, display, hotkeys)
         stack.callback(reader.close)
     focused: Callable[[], bool] = lambda: True  # noqa: E731
+    rate = None if on_demand else 2 * fps
     if source == "window":
         win = platform.window(window, display)
         stack.callback(win.close)
-        frames, focused, region = win.source(max_fps=2 * fps, capture=capture), win.focused, win.rect()
+        frames, focused, region = win.source(max_fps=rate, capture=capture), win.focused, win.rect()
     else:
-        frames = screen_source(region, monitor, display, max_fps=2 * fps)
+        frames = screen_source(region, monitor, display, max_fps=rate)
     stack.enter_context(frames)
     return ScreenGame(frames, reader, focused, region)
 

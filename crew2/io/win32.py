@@ -240,7 +240,7 @@ class Win32Window:
     def focused(self) -> bool:
         return self.api.GetForegroundWindow() == self.hwnd
 
-    def source(self, max_fps: float = 120.0, capture: str = "auto") -> ThreadedCapture:
+    def source(self, max_fps: float | None = 120.0, capture: str = "auto") -> ThreadedCapture:
         """The window's frames: "wgc" reads the window itself (even when covered), "mss" the screen where it is;
         "auto" is wgc where it starts, else mss."""
         name = f"window '{self.title}'"
