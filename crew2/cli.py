@@ -89,6 +89,18 @@ def sim_config(width: int, height: int, lanes: int, traffic: float, obstacles: f
                      track_km=track_km, randomize=randomize, fps=fps, max_seconds=max_seconds)
 
 
+def key_values(items: list[str], option: str) -> dict[str, float]:
+    """["s=0.9", ...] -> {"s": 0.9}; anything else is a clear error naming the option."""
+    result = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            result[key.strip()] = float(value)
+        except ValueError:
+            raise Crew2Error(f"{option} {item}: write KEY=VALUE, for example s=0.9") from None
+    return result
+
+
 EPISODE_COLUMNS = ("distance_m", "avg_speed_kmh", "collisions", "collisions_per_km", "offroad_s", "score")
 
 
@@ -826,21 +838,25 @@ def export(
     out_path: Annotated[Path | None, typer.Option("--out", help="The ONNX file (default: next to it).")] = None,
     slim: Annotated[Path | None, typer.Option(help="Also write an inference-only copy of the checkpoint here.")]
     = None,
+    threshold: Annotated[list[str] | None, typer.Option(
+        help="KEY=P: press KEY from probability P on, in place of the calibrated threshold (repeatable; into "
+             "the ONNX file and the --slim copy).")] = None,
 ) -> None:
     """Export a checkpoint to ONNX (both heads, decoded boxes) and check it against PyTorch."""
     engine_for(weights, "torch")  # before the imports, which take seconds
     out_path = out_path or (slim or weights).with_suffix(".onnx")
     check_output(out_path, "onnx")
     check_output(slim, "checkpoint")
+    thresholds = key_values(threshold or [], "--threshold")
     from crew2.model import checkpoint
     from crew2.model.engine import disagreement, export_onnx
 
     if slim is not None:
-        checkpoint.slim(weights, slim)
+        checkpoint.slim(weights, slim, thresholds)
         out.print(f"wrote {slim} ({slim.stat().st_size / 1e6:.1f} MB, weights and model card only)")
         weights = slim
     with whole(out_path) as part:
-        export_onnx(weights, part)
+        export_onnx(weights, part, thresholds=thresholds)
     diff = disagreement(weights, out_path)
     out.print(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB); key probabilities agree with PyTorch "
               f"to {diff:.1e}")

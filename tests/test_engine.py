@@ -202,3 +202,28 @@ def test_a_loaded_engine_has_its_nms_library_before_the_first_frame():
             "print('ultralytics.utils.nms' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.split() == ["True"], out.stderr
+
+
+def test_export_sets_a_keys_threshold_by_hand(model, tmp_path):
+    """`--threshold s=0.9` goes into the ONNX file and the slim checkpoint (the decoder presses from it); what
+    was calibrated is kept beside it. A key the model lacks, or a value that is no probability, writes nothing."""
+    pt, _ = model
+    calibrated = checkpoint.load(pt)["thresholds"]
+
+    def export(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "cli.py"), "export", str(pt), *args],
+                              capture_output=True, text=True, timeout=300)
+
+    result = export("--slim", str(tmp_path / "m.pt"), "--out", str(tmp_path / "m.onnx"), "--threshold", "s=0.9",
+                    "--threshold", "w=0.2")
+    assert result.returncode == 0, result.stderr
+    set_by_hand = {"w": 0.2, "s": 0.9}
+    for path in ("m.pt", "m.onnx"):
+        info = load_engine(tmp_path / path).info
+        wanted = [set_by_hand.get(k, t) for k, t in zip(info.keys, calibrated, strict=True)]
+        assert info.thresholds == pytest.approx(wanted)
+    assert checkpoint.load(tmp_path / "m.pt")["calibrated_thresholds"] == pytest.approx(calibrated)
+    for bad, says in (("x=0.5", "has no key 'x'"), ("s=1.5", "between 0 and 1"), ("s", "write KEY=VALUE")):
+        result = export("--slim", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "bad.onnx"), "--threshold", bad)
+        assert result.returncode == 2 and says in result.stderr, result.stderr
+        assert not (tmp_path / "bad.pt").exists() and not (tmp_path / "bad.onnx").exists()

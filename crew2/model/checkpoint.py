@@ -49,7 +49,7 @@ def _write(path: Path, ckpt: dict[str, Any]) -> None:
 
 # What a model needs to drive and to describe itself; the rest (optimizer, raw weights, RNG) only resumes training.
 INFERENCE = (*REQUIRED, "size", "epoch", "step", "metrics", "confusion", "history", "train_config", "detector",
-             "box_targets")
+             "box_targets", "calibrated_thresholds")
 
 # Validation mAP50 under which an obstacle head counts as untrained. A head that never saw an annotated frame
 # scores 0.000 on the simulator's ground truth (three random initialisations, 600 frames); every head trained
@@ -95,11 +95,29 @@ def detector_trained(training: DetectorTraining | None) -> tuple[bool, str]:
     return True, f"the obstacle head was trained{seen} ({measured})"
 
 
-def slim(src: str | Path, dst: str | Path) -> Path:
-    """Copy a checkpoint keeping only what inference and the model card need (the EMA weights in `model`)."""
+def slim(src: str | Path, dst: str | Path, thresholds: dict[str, float] | None = None) -> Path:
+    """Copy a checkpoint keeping only what inference and the model card need (the EMA weights in `model`), with
+    `thresholds` set (`with_thresholds`)."""
     dst = Path(dst)
-    _write(dst, {k: v for k, v in load(src).items() if k in INFERENCE})
+    _write(dst, with_thresholds({k: v for k, v in load(src).items() if k in INFERENCE}, thresholds))
     return dst
+
+
+def with_thresholds(ckpt: dict[str, Any], thresholds: dict[str, float] | None) -> dict[str, Any]:
+    """The checkpoint with some keys' thresholds set by hand, in place of those calibrated on the validation
+    sessions (a key that should press more or less eagerly when the model drives); what was calibrated stays in
+    "calibrated_thresholds". A key the model does not have, or a value outside (0, 1), is a clear error."""
+    if not thresholds:
+        return ckpt
+    keys = ckpt["keys"]
+    for key, value in thresholds.items():
+        if key not in keys:
+            raise Crew2Error(f"--threshold {key}: the model has no key '{key}' (its keys: {', '.join(keys)})")
+        if not 0 < value < 1:
+            raise Crew2Error(f"--threshold {key}={value:g}: a threshold is a probability between 0 and 1")
+    calibrated = ckpt.get("calibrated_thresholds", ckpt["thresholds"])
+    return {**ckpt, "calibrated_thresholds": list(calibrated),
+            "thresholds": [float(thresholds.get(k, t)) for k, t in zip(keys, ckpt["thresholds"], strict=True)]}
 
 
 def load(path: str | Path) -> dict[str, Any]:

@@ -160,11 +160,12 @@ class OnnxEngine:
         return decode(probs, decoded, self.conf, self.iou, self.box_scale)
 
 
-def export_onnx(ckpt_path: Path, out: Path, opset: int = 17) -> Path:
-    """Export a checkpoint (its EMA weights) to ONNX with a dynamic batch axis and crew2 metadata."""
+def export_onnx(ckpt_path: Path, out: Path, opset: int = 17, thresholds: dict[str, float] | None = None) -> Path:
+    """Export a checkpoint (its EMA weights) to ONNX with a dynamic batch axis and crew2 metadata, with
+    `thresholds` set (`checkpoint.with_thresholds`)."""
     import onnx
 
-    ckpt = checkpoint.load(ckpt_path)
+    ckpt = checkpoint.with_thresholds(checkpoint.load(ckpt_path), thresholds)
     info = ModelInfo.of(ckpt)
     model = _Exportable(checkpoint.build(ckpt)).eval()
     model.net.det.model[-1].export = True  # Detect returns the decoded boxes alone
