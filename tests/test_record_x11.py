@@ -121,6 +121,31 @@ def test_window_that_does_not_exist_is_a_clear_error(xvfb):
     assert result.returncode == 2 and "no window titled like 'No Such Game'" in result.stderr
 
 
+def test_a_window_reaching_past_the_screen_is_a_clear_error(xvfb, tmp_path):
+    """The X server cannot give what is off the screen (mss raised its own exception, a traceback): record and
+    drive say which window, where, and what to do, and write nothing."""
+    dpy = x11.open_display(xvfb)
+    screen = dpy.screen()
+    win = screen.root.create_window(100, 50, 1400, 300, 0, screen.root_depth, background_pixel=screen.black_pixel)
+    win.set_wm_name("crew2 too wide")
+    win.map()
+    dpy.sync()
+    time.sleep(0.2)
+    try:
+        for command in (["record", "--out", str(tmp_path / "s.h5")],
+                        ["drive", str(ROOT / "weights" / "crew2-sim-t.onnx"), "--dry-run", "--seconds", "1"]):
+            result = subprocess.run([sys.executable, str(ROOT / "cli.py"), *command, "--source", "window",
+                                     "--window", "crew2 too wide", "--countdown", "0"],
+                                    env={**os.environ, "DISPLAY": xvfb}, capture_output=True, text=True, timeout=120)
+            assert result.returncode == 2, result.stderr
+            assert "(1400x300 at 100,50) reaches past the screen (1280x720)" in result.stderr, result.stderr
+            assert "Traceback" not in result.stderr
+        assert not list(tmp_path.iterdir())
+    finally:
+        win.destroy()
+        dpy.close()
+
+
 def test_hotkeys_pause_discard_and_stop(game, xvfb, tmp_path):
     dpy, _ = game
     out = tmp_path / "hotkeys.h5"

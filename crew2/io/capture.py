@@ -86,7 +86,7 @@ class ThreadedCapture(Source):
             self._fresh.wait_for(lambda: self._frame is not None or self._error is not None, timeout=10)
         if self._error is not None:
             self.__exit__()
-            raise self._error
+            raise self._failure() from self._error
         if self._frame is None:
             self.__exit__()
             raise Crew2Error(f"{self.name}: no frame captured within 10 s")
@@ -96,6 +96,13 @@ class ThreadedCapture(Source):
         self._stop.set()
         self._asked.set()
         self._thread.join(5)
+
+    def _failure(self) -> Crew2Error:
+        """What stopped the capture thread, in one line: its own words when it knew what happened (the window
+        closed), else the library's."""
+        if isinstance(self._error, Crew2Error):
+            return self._error
+        return Crew2Error(f"{self.name}: capture failed: {self._error}")
 
     def _run(self) -> None:
         try:
@@ -123,10 +130,8 @@ class ThreadedCapture(Source):
                 asked = self.grabs
                 self._asked.set()
                 self._fresh.wait_for(lambda: self.grabs > asked or self._error is not None, timeout=self.ASK_WAIT)
-            if isinstance(self._error, Crew2Error):  # already says what happened (the window closed)
-                raise self._error
             if self._error is not None:
-                raise Crew2Error(f"{self.name}: capture failed: {self._error}") from self._error
+                raise self._failure() from self._error
             self.frame_started = self._started
             return self._frame
 
@@ -200,9 +205,17 @@ class X11Window:
         return self._rect(self.dpy, self.win)
 
     def _rect(self, dpy, win) -> x11.Rect:
-        """The window's client area through this X connection (the capture thread has its own)."""
+        """The window's client area through this X connection (the capture thread has its own). One that reaches
+        past the screen is an error: the screen is what is captured, and the X server refuses the rest."""
         with self._gone():
-            return x11.window_rect(dpy, win)
+            r = x11.window_rect(dpy, win)
+        screen = dpy.screen()
+        w, h = screen.width_in_pixels, screen.height_in_pixels
+        if r.left < 0 or r.top < 0 or r.left + r.width > w or r.top + r.height > h:
+            raise Crew2Error(f"the window '{self.title}' ({r.width}x{r.height} at {r.left},{r.top}) reaches past the "
+                             f"screen ({w}x{h}): crew2 captures the screen where the window is; move the window "
+                             "fully onto the screen or make it smaller")
+        return r
 
     def focused(self) -> bool:
         with self._gone():
