@@ -223,6 +223,10 @@ def test_export_sets_a_keys_threshold_by_hand(model, tmp_path):
         wanted = [set_by_hand.get(k, t) for k, t in zip(info.keys, calibrated, strict=True)]
         assert info.thresholds == pytest.approx(wanted)
     assert checkpoint.load(tmp_path / "m.pt")["calibrated_thresholds"] == pytest.approx(calibrated)
+    result = export("--out", str(tmp_path / "alone.onnx"), "--threshold", "s=0.9")  # no --slim copy to carry it
+    assert result.returncode == 0, result.stderr
+    assert load_engine(tmp_path / "alone.onnx").info.thresholds == pytest.approx(
+        [0.9 if k == "s" else t for k, t in zip(info.keys, calibrated, strict=True)])
     for bad, says in (("x=0.5", "has no key 'x'"), ("s=1.5", "between 0 and 1"), ("s", "write KEY=VALUE")):
         result = export("--slim", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "bad.onnx"), "--threshold", bad)
         assert result.returncode == 2 and says in result.stderr, result.stderr

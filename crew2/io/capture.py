@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from contextlib import ExitStack, contextmanager
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import cv2
 import numpy as np
@@ -61,10 +61,10 @@ class Source:
 class ThreadedCapture(Source):
     """Grabs in its own thread, so that no loop is ever stuck inside a capture that hangs. At `max_fps` it grabs
     on its own and keeps only the newest frame, so the recording loop never waits for a capture in progress. With
-    `max_fps` None it grabs when asked: `grab()` wakes it and waits for that frame (at most `ASK_WAIT`, then it
-    hands back the newest there is, which a hung capture leaves to go stale), so a paced loop that waits between
-    frames anyway (drive) gets a frame one grab old (`crew2 bench loop`: 0.9-1.1 ms p50 from the grab's start to
-    the read, against 2.1-2.3 ms for grabs timed to end just before the read)."""
+    `max_fps` None it grabs when asked: `grab()` wakes it and waits for a grab that ends after the request (at
+    most `ASK_WAIT`, then it hands back the newest there is, which a hung capture leaves to go stale), so a paced
+    loop that waits between frames anyway (drive) gets a frame one grab old (`crew2 bench loop`: 0.9-1.1 ms p50
+    from the grab's start to the read, against 2.1-2.3 ms for grabs timed to end just before the read)."""
 
     ASK_WAIT = 0.1  # seconds a read waits for the grab it asked for
 
@@ -86,7 +86,7 @@ class ThreadedCapture(Source):
             self._fresh.wait_for(lambda: self._frame is not None or self._error is not None, timeout=10)
         if self._error is not None:
             self.__exit__()
-            raise self._failure() from self._error
+            self._raise()
         if self._frame is None:
             self.__exit__()
             raise Crew2Error(f"{self.name}: no frame captured within 10 s")
@@ -97,12 +97,12 @@ class ThreadedCapture(Source):
         self._asked.set()
         self._thread.join(5)
 
-    def _failure(self) -> Crew2Error:
+    def _raise(self) -> NoReturn:
         """What stopped the capture thread, in one line: its own words when it knew what happened (the window
         closed), else the library's."""
         if isinstance(self._error, Crew2Error):
-            return self._error
-        return Crew2Error(f"{self.name}: capture failed: {self._error}")
+            raise self._error
+        raise Crew2Error(f"{self.name}: capture failed: {self._error or type(self._error).__name__}") from self._error
 
     def _run(self) -> None:
         try:
@@ -131,7 +131,7 @@ class ThreadedCapture(Source):
                 self._asked.set()
                 self._fresh.wait_for(lambda: self.grabs > asked or self._error is not None, timeout=self.ASK_WAIT)
             if self._error is not None:
-                raise self._failure() from self._error
+                self._raise()
             self.frame_started = self._started
             return self._frame
 
