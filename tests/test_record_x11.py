@@ -18,7 +18,7 @@ from crew2.data.session import Session
 from crew2.errors import Crew2Error
 from crew2.io.capture import screen_source
 from crew2.sim.window import WINDOW_TITLE
-from tests.x11_helpers import tap, wait_for_window
+from tests.x11_helpers import plain_window, tap, wait_for_window
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.x11
@@ -124,14 +124,7 @@ def test_window_that_does_not_exist_is_a_clear_error(xvfb):
 def test_a_window_reaching_past_the_screen_is_a_clear_error(xvfb, tmp_path):
     """The X server cannot give what is off the screen (mss raised its own exception, a traceback): record and
     drive say which window, where, and what to do, and write nothing."""
-    dpy = x11.open_display(xvfb)
-    screen = dpy.screen()
-    win = screen.root.create_window(100, 50, 1400, 300, 0, screen.root_depth, background_pixel=screen.black_pixel)
-    win.set_wm_name("crew2 too wide")
-    win.map()
-    dpy.sync()
-    time.sleep(0.2)
-    try:
+    with plain_window(xvfb, "crew2 too wide", 100, 50, 1400, 300):
         for command in (["record", "--out", str(tmp_path / "s.h5")],
                         ["drive", str(ROOT / "weights" / "crew2-sim-t.onnx"), "--dry-run", "--seconds", "1"]):
             result = subprocess.run([sys.executable, str(ROOT / "cli.py"), *command, "--source", "window",
@@ -141,9 +134,6 @@ def test_a_window_reaching_past_the_screen_is_a_clear_error(xvfb, tmp_path):
             assert "(1400x300 at 100,50) reaches past the screen (1280x720)" in result.stderr, result.stderr
             assert "Traceback" not in result.stderr
         assert not list(tmp_path.iterdir())
-    finally:
-        win.destroy()
-        dpy.close()
 
 
 def test_hotkeys_pause_discard_and_stop(game, xvfb, tmp_path):
@@ -191,17 +181,9 @@ def test_record_screen_region(game, xvfb, tmp_path):
 @pytest.fixture
 def still_window(xvfb):
     """A plain X window that no program draws into: black until something paints it; yields (connection, window)."""
-    dpy = x11.open_display(xvfb)
-    screen = dpy.screen()
-    win = screen.root.create_window(40, 40, 320, 180, 0, screen.root_depth, background_pixel=screen.black_pixel)
-    win.set_wm_name("crew2 still picture")
-    win.map()
-    dpy.sync()
-    time.sleep(0.2)
-    x11.focus(dpy, win)
-    yield dpy, win
-    win.destroy()
-    dpy.close()
+    with plain_window(xvfb, "crew2 still picture", 40, 40, 320, 180) as (dpy, win):
+        x11.focus(dpy, win)
+        yield dpy, win
 
 
 @pytest.mark.parametrize("kind", ["black", "frozen"])

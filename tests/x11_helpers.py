@@ -4,9 +4,28 @@ from __future__ import annotations
 
 import subprocess
 import time
+from contextlib import contextmanager
 
 from crew2 import x11
 from crew2.errors import Crew2Error
+
+
+@contextmanager
+def plain_window(display: str, title: str, x: int, y: int, width: int, height: int):
+    """A black X window that no program draws into, mapped at (x, y); yields (connection, window), then destroys
+    it."""
+    dpy = x11.open_display(display)
+    screen = dpy.screen()
+    win = screen.root.create_window(x, y, width, height, 0, screen.root_depth, background_pixel=screen.black_pixel)
+    win.set_wm_name(title)
+    win.map()
+    dpy.sync()
+    time.sleep(0.2)
+    try:
+        yield dpy, win
+    finally:
+        win.destroy()
+        dpy.close()
 
 
 def wait_for_window(dpy, title: str, proc: subprocess.Popen, timeout: float = 30.0, min_width: int = 0):
