@@ -136,6 +136,30 @@ def test_a_window_reaching_past_the_screen_is_a_clear_error(xvfb, tmp_path):
         assert not list(tmp_path.iterdir())
 
 
+def test_a_window_that_moves_is_followed(xvfb):
+    """The capture finds the window again after every frame: moved across the screen, it is what is grabbed from
+    the next grab on, not the place it left."""
+    from crew2.io.capture import X11Window
+
+    with plain_window(xvfb, "crew2 moving", 40, 40, 160, 90) as (dpy, win):
+        win.change_attributes(background_pixel=200 << 16)  # red 200
+        win.clear_area()
+        dpy.sync()
+        game = X11Window("crew2 moving", xvfb)
+        try:
+            with game.source(max_fps=None) as capture:
+                assert (capture.grab()[..., 0] == 200).all(), "the window, where it was"
+                win.configure(x=700, y=400)
+                dpy.sync()
+                time.sleep(0.2)
+                capture.grab()  # may still be the place it left: the window is asked for after each frame
+                frame = capture.grab()
+                assert (frame[..., 0] == 200).all() and frame.shape == (90, 160, 3), "the window, where it went"
+                assert game.rect().left == 700
+        finally:
+            game.close()
+
+
 def test_hotkeys_pause_discard_and_stop(game, xvfb, tmp_path):
     dpy, _ = game
     out = tmp_path / "hotkeys.h5"

@@ -123,7 +123,7 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
     prevention off; `box_rules` False hides the network's boxes from it (an untrained obstacle head), so that only
     its rule without boxes acts (going around when the car stands; standing is then judged on the whole picture).
     Keys are released whenever the game is not in front, while paused, while the person has taken over
-    (`takeover`, read right after each grab) and at the end.
+    (`takeover`, read right before each grab) and at the end.
     `poll` runs once per iteration before keys go out (hotkeys that pause or stop through `control`). A frame whose
     grab began more than `stale` seconds ago (a hung capture) counts as bad: keys are released, nothing decided.
     A black picture, or one that does not change while throttle is down, gets no keys (see Blindness). `on_skip` hears
@@ -145,17 +145,19 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                 late = realtime and pacer.wait()
                 if poll is not None:
                     poll()
+                ticks += 1
+                now_s = clock() - start if realtime else (ticks - 1) / fps
+                # Where keys go and who drives, asked of the X server before the grab: its round trips do not age
+                # the picture the keys are chosen from
+                in_front = focused() and not control.paused.is_set()  # else keys typed elsewhere are no takeover
+                person = takeover is not None and in_front and takeover.update(now_s, sender.down)
+                if person:
+                    sender.release_all()  # the person drives from this frame on: nothing of the model's stays down
                 timer.start()
                 raw = source.grab()
                 # A capture that grabbed the screen before we asked: time the frame from its grab's start
                 timer.start(min(timer.last, source.frame_started or timer.last))
                 timer.lap("capture")
-                ticks += 1
-                now_s = clock() - start if realtime else (ticks - 1) / fps
-                in_front = focused() and not control.paused.is_set()  # else keys typed elsewhere are no takeover
-                person = takeover is not None and in_front and takeover.update(now_s, sender.down)
-                if person:
-                    sender.release_all()  # the person drives from this frame on: nothing of the model's stays down
                 frame = as_frame(raw, info.size)
                 hung = realtime and source.frame_started and time.perf_counter() - source.frame_started > stale
                 grey = None if frame is None or hung else picture(frame)

@@ -63,8 +63,9 @@ class ThreadedCapture(Source):
     on its own and keeps only the newest frame, so the recording loop never waits for a capture in progress. With
     `max_fps` None it grabs when asked: `grab()` wakes it and waits for a grab that ends after the request (at
     most `ASK_WAIT`, then it hands back the newest there is, which a hung capture leaves to go stale), so a paced
-    loop that waits between frames anyway (drive) gets a frame one grab old (`crew2 bench loop`: 0.9-1.1 ms p50
-    from the grab's start to the read, against 2.1-2.3 ms for grabs timed to end just before the read)."""
+    loop that waits between frames anyway (drive) gets a frame one grab old (`crew2 bench loop`: 0.7-0.9 ms p50
+    from the grab's start to the read, against 2.1-2.3 ms for grabs timed to end just before the read). A grabber
+    with a `follow()` (`_RegionGrab`) is told to find its window again after each frame is out."""
 
     ASK_WAIT = 0.1  # seconds a read waits for the grab it asked for
 
@@ -114,6 +115,8 @@ class ThreadedCapture(Source):
                         self._frame, self._started = frame, started
                         self.grabs += 1
                         self._fresh.notify_all()
+                    if hasattr(grab_once, "follow"):  # where the next grab is, asked while this frame is used
+                        grab_once.follow()
                     if self.period is None:
                         self._asked.wait()
                         self._asked.clear()
@@ -142,18 +145,31 @@ def rgb(bgra: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGB)
 
 
+class _RegionGrab:
+    """grab_once() -> RGB frame of the rectangle `region_fn()` gave at the last `follow()`. `ThreadedCapture` follows
+    right after each frame is out, so finding a window (two X round trips, 0.36 ms) is not part of a frame's age; a
+    window that moves is followed from the next grab on."""
+
+    def __init__(self, sct, region_fn):
+        self.sct, self.region_fn = sct, region_fn
+        self.follow()
+
+    def follow(self) -> None:
+        r = self.region_fn()
+        self.region = {"left": r.left, "top": r.top, "width": r.width, "height": r.height}
+
+    def __call__(self) -> np.ndarray:
+        return rgb(np.asarray(self.sct.grab(self.region)))
+
+
 @contextmanager
 def mss_region(display: str | None, region_fn):
-    """Yields grab_once() -> RGB frame of region_fn()'s rectangle (re-evaluated each grab)."""
+    """Yields grab_once() -> RGB frame of region_fn()'s rectangle, asked again at each `follow()` (`_RegionGrab`)."""
     import mss
 
     kwargs = {"display": display} if display and sys.platform.startswith("linux") else {}
     with mss.MSS(**kwargs) as sct:
-        def grab_once() -> np.ndarray:
-            r = region_fn()
-            shot = sct.grab({"left": r.left, "top": r.top, "width": r.width, "height": r.height})
-            return rgb(np.asarray(shot))
-        yield grab_once
+        yield _RegionGrab(sct, region_fn)
 
 
 @contextmanager
