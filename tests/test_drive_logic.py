@@ -191,6 +191,26 @@ def test_a_network_that_stands_still_is_made_to_pull_away():
     assert [h.rule for h in outs[40][1]] == ["go_around"]
 
 
+@pytest.mark.parametrize("shape", [(1080, 1920, 3), (648, 1152, 3), (1368, 2432, 3), (648, 1920, 3), (1080, 1920, 4),
+                                   (360, 640, 3), (720, 1280, 3), (768, 1366, 3)])
+def test_a_frame_is_shrunk_to_the_pixels_opencv_gives(shape):
+    """Frames the model sees in drive are the pixels recordings hold (OpenCV's INTER_AREA), whichever way they are
+    computed: 1080p, 4.5, 9.5 (sums past 16 bits) and one axis 7.5 the other 4.5 (summed in numpy); 2.5, whole
+    scales and odd ones (OpenCV)."""
+    import cv2
+
+    from crew2.io.picture import shrink
+
+    rng = np.random.default_rng(sum(shape))
+    frame = rng.integers(0, 256, shape, dtype=np.uint8)
+    frame[: shape[0] // 2, : shape[1] // 3] = 255  # saturated and flat parts, where sums reach their largest
+    frame[shape[0] // 2:, : shape[1] // 3] = 0
+    want = cv2.resize(frame, (W, H), interpolation=cv2.INTER_AREA)
+    got = shrink(frame, (W, H))
+    assert got.dtype == np.uint8 and got.shape == want.shape and np.array_equal(got, want)
+    assert np.array_equal(shrink(frame[:, :, :3], (W, H)), want[:, :, :3]), "a strided view, as BGRA's RGB part"
+
+
 def test_picture_motion_tells_a_standing_car_from_a_moving_one():
     from crew2.sim.env import SimEnv
     from crew2.sim.world import SimConfig

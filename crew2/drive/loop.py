@@ -10,7 +10,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from crew2.drive.decoder import KeyDecoder
@@ -19,7 +18,7 @@ from crew2.drive.takeover import Takeover
 from crew2.io.capture import FrameSource
 from crew2.io.control import Control, Pacer, StageTimer
 from crew2.io.keyboard import KeySender
-from crew2.io.picture import Blindness, picture
+from crew2.io.picture import Blindness, picture, shrink
 from crew2.model.engine import Engine
 from crew2.signals import stop_on_signals
 
@@ -75,7 +74,7 @@ def as_frame(frame, size: tuple[int, int]) -> np.ndarray | None:
         a = np.repeat(a[:, :, None], 3, axis=2)
     a = a[:, :, :3] if a.shape[2] >= 3 else np.repeat(a[:, :, :1], 3, axis=2)
     if (a.shape[1], a.shape[0]) != size:
-        a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+        a = shrink(a, size)
     return np.ascontiguousarray(a)
 
 

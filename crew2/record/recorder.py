@@ -7,13 +7,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from crew2.io.capture import FrameSource
 from crew2.io.control import Control, Pacer
 from crew2.io.keyboard import KeyReader
-from crew2.io.picture import WHAT_TO_DO, Blindness, picture
+from crew2.io.picture import WHAT_TO_DO, Blindness, picture, shrink
 from crew2.record.writer import BackgroundWriter, Sample
 from crew2.signals import stop_on_signals
 
@@ -100,7 +99,7 @@ def _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, 
         boxes = source.boxes()
         if frame.shape[1] != w or frame.shape[0] != h:
             sx, sy = w / frame.shape[1], h / frame.shape[0]
-            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+            frame = shrink(frame, (w, h))
             if boxes is not None and len(boxes):
                 boxes = boxes * np.array([sx, sy, sx, sy, 1], np.float32)
         why = blindness(picture(frame), t, pressing=True)
