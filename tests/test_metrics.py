@@ -78,3 +78,19 @@ def test_a_key_pressed_only_where_the_model_gives_it_no_chance_is_pressed_only_w
     val = key_metrics(probs, truth, thresholds, KEYS)
     assert "s" not in judge(val, thresholds, KEYS).collapsed, "pressed once in 400 frames: too rare to warn about"
     assert 0.02 < thresholds[0] < 0.98  # the keys it did learn keep their best-F1 thresholds
+
+
+def test_a_key_pressed_in_too_few_frames_to_calibrate_is_pressed_only_when_sure():
+    """CarRacing's expert braked in 2 of 1,163 validation frames; the best F1 there (0.03 at 0.14) braked in 12-17%
+    of the frames crew2 drove. A key pressed in under 1% of the frames is not calibrated on them."""
+    truth = labels()
+    truth[:, 2] = 0
+    truth[[7, 99], 2] = 1  # S twice in 400 frames (0.5%)
+    noise = np.random.default_rng(1).random(truth.shape) * 0.4
+    probs = np.where(truth > 0.5, 0.4 + noise, 0.2 + noise * 0.9).astype(np.float32)
+    probs[7, 2] = 0.5  # the model gives one of them a chance, as it does 20 frames the person did not brake in
+    probs[200:220, 2] = 0.5
+    assert calibrate(probs, truth)[2] == pytest.approx(0.98)
+    truth[:8, 2] = 1  # S in 9 frames of 400 (2.25%): calibrated on them
+    probs[:8, 2] = 0.6
+    assert calibrate(probs, truth)[2] < 0.98

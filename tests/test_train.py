@@ -23,7 +23,7 @@ from crew2.model.checkpoint import detector_trained
 from crew2.model.engine import DEFAULT_WEIGHTS, export_onnx, load_engine
 from crew2.record.run import RecordConfig, record
 from crew2.sim.world import SimConfig
-from crew2.train.metrics import MARGIN
+from crew2.train.metrics import MARGIN, RARE
 from crew2.train.trainer import TrainConfig, starting_weights, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,8 +130,10 @@ def test_two_process_ddp_run_on_cpu(tiny_sessions, tmp_path):
     assert any(re.match(r"epoch 0: keys F1 .*, mAP50-95 \d\.\d{3}", line) for line in result.stdout.splitlines()), \
         "an epoch's results are one line in a log, not wrapped at 80 columns"
     best = checkpoint.load(out / "best.pt")
-    shipped = ", ".join(f"{k.upper()} {t:.2f}" for k, t in zip(best["keys"], best["thresholds"], strict=True))
-    assert f"calibrated thresholds (epoch 0, best.pt): {shipped}" in result.stdout
+    line = next(line for line in result.stdout.splitlines() if line.startswith("calibrated thresholds (epoch 0, "))
+    for k, t in zip(best["keys"], best["thresholds"], strict=True):  # what ships, and why for a key too rare
+        rare = best["metrics"][f"{k}_pressed"] < RARE
+        assert f"{k.upper()} {t:.2f}" in line and (f"{k.upper()} {t:.2f} (down in" in line) == rare, line
     lines = result.stdout.splitlines()  # six steps learn nothing: the warning follows the epoch and ends the run
     epoch_line = next(i for i, line in enumerate(lines) if line.startswith("epoch 0: keys F1 "))
     assert lines[epoch_line + 1].startswith("WARNING: this model looks useless"), lines[epoch_line:epoch_line + 2]
