@@ -681,7 +681,7 @@ def train(
         raise Crew2Error(f"{out_dir / 'last.pt'}: no such checkpoint to resume (give the run's --out)")
     from crew2.drive.fusion import Rules
     from crew2.model import checkpoint  # torch: seconds to import, so after the checks above
-    from crew2.train.metrics import RARE, judge
+    from crew2.train.metrics import judge
     from crew2.train.trainer import TrainConfig, starting_weights
     from crew2.train.trainer import train as run_training
 
@@ -727,15 +727,15 @@ def train(
         result = run_training(config, on_step=on_step, on_epoch=on_epoch, on_validate=on_validate)
     if result is not None:
         best = checkpoint.load(out_dir / "best.pt")  # what ships: its thresholds, not the last epoch's
-        pressed = {k: best["metrics"].get(f"{k}_pressed", 1.0) for k in best["keys"]}
-        thresholds = ", ".join(f"{k.upper()} {t:.2f}" + (f" (down in {pressed[k]:.1%} of validation frames: too few "
-                                                          "to calibrate, pressed only when sure)" if pressed[k] < RARE
-                                                          else "")
+        verdict = judge(best["metrics"], best["thresholds"], best["keys"])
+        rare = {k: f" (down in {verdict.pressed[k]:.1%} of validation frames: too few to calibrate, pressed only "
+                   "when sure)" for k in verdict.rare}
+        thresholds = ", ".join(f"{k.upper()} {t:.2f}{rare.get(k, '')}"
                                for k, t in zip(best["keys"], best["thresholds"], strict=True))
         out.print(f"calibrated thresholds (epoch {best['epoch']}, best.pt): {thresholds}")
         print_detection(best["metrics"], best["class_names"], Rules.load().min_score, "best.pt's obstacle head")
         out.print(f"wrote {out_dir}: last.pt, best.pt, metrics.csv, losses.png, key_f1.png, confusion.png")
-        if warning := judge(best["metrics"], best["thresholds"], best["keys"]).warning():
+        if warning := verdict.warning():
             out.print(f"best.pt: {warning}", style="bold red", markup=False, highlight=False)
 
 

@@ -91,6 +91,8 @@ def test_a_key_pressed_in_too_few_frames_to_calibrate_is_pressed_only_when_sure(
     probs[7, 2] = 0.5  # the model gives one of them a chance, as it does 20 frames the person did not brake in
     probs[200:220, 2] = 0.5
     assert calibrate(probs, truth)[2] == pytest.approx(0.98)
+    *_, verdict = verdict_of(probs, truth)
+    assert verdict.rare == ["s"] and "s" not in verdict.collapsed, "named as too rare, not warned about"
     truth[:8, 2] = 1  # S in 9 frames of 400 (2.25%): calibrated on them
     probs[:8, 2] = 0.6
     assert calibrate(probs, truth)[2] < 0.98

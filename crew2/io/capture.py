@@ -108,6 +108,7 @@ class ThreadedCapture(Source):
     def _run(self) -> None:
         try:
             with self._open() as grab_once:  # capture handles belong to the thread that uses them
+                follow = getattr(grab_once, "follow", None)  # where the next grab is, asked while a frame is used
                 while not self._stop.is_set():
                     started = time.perf_counter()
                     frame = grab_once()
@@ -115,8 +116,8 @@ class ThreadedCapture(Source):
                         self._frame, self._started = frame, started
                         self.grabs += 1
                         self._fresh.notify_all()
-                    if hasattr(grab_once, "follow"):  # where the next grab is, asked while this frame is used
-                        grab_once.follow()
+                    if follow is not None:
+                        follow()
                     if self.period is None:
                         self._asked.wait()
                         self._asked.clear()

@@ -78,6 +78,12 @@ class Verdict:
         return not self.margin >= MARGIN  # a NaN F1 is no better either
 
     @property
+    def rare(self) -> list[str]:
+        """Keys pressed in too few validation frames to calibrate on (`RARE`): `calibrate` presses them only when
+        sure."""
+        return [k for k, share in self.pressed.items() if share < RARE]
+
+    @property
     def suspect(self) -> bool:
         return self.no_better_than_constant or bool(self.collapsed)
 
