@@ -70,6 +70,11 @@ Traffic = Annotated[float, typer.Option(help="Vehicles per 100 m per lane around
 Obstacles = Annotated[float, typer.Option(help="Groups of cones/barriers per km.")]
 TrackKm = Annotated[float, typer.Option("--track-km", help="Length of each episode's road, km.")]
 Randomize = Annotated[bool, typer.Option(help="Random colours, light, fog and camera per episode.")]
+BandZoom = Annotated[float, typer.Option(
+    "--band", help="Store a strip across the horizon this many times closer under each frame, for the obstacle head "
+                   "to see far (4: a 1024x576 picture or larger; 0: none).")]
+BandAt = Annotated[float, typer.Option(help="--band: the strip's centre, as a share of the frame's height from its "
+                                            "top: where the game's horizon is.")]
 Sessions = Annotated[list[Path], typer.Argument(help="Session files, or folders holding them.")]
 BoxRules = Annotated[str, typer.Option(help="Crash prevention's rules that act on the network's boxes: auto (on "
                                             "when its obstacle head was trained), on or off.")]
@@ -226,18 +231,16 @@ def demo(
     next to the expert autopilot on the same seeds. Headless (and faster than real time) unless --show."""
     if episodes < 1 or seconds <= 0:  # before the imports, which take seconds
         raise Crew2Error("--episodes must be 1 or more and --seconds positive")
-    from crew2.drive.run import DriveConfig, box_rules
+    from crew2.drive.run import DriveConfig, box_rules, sim_for
     from crew2.io.control import Control
     from crew2.model.engine import DEFAULT_WEIGHTS, load_engine
     from crew2.sim.episodes import mean_summary, run_autopilot
-    from crew2.sim.world import SimConfig
 
     weights = weights or DEFAULT_WEIGHTS.with_suffix(".onnx")
     if not weights.is_file():
         raise Crew2Error(f"{weights}: no such model (give --weights)")
     model = load_engine(weights, threads=1)
-    w, h = model.info.size
-    sim = SimConfig(width=w, height=h, track_km=5.0, max_seconds=seconds)
+    sim = sim_for(model.info, track_km=5.0, max_seconds=seconds)
     seeds = list(range(seed, seed + episodes))
     results = []
     if fusion:
@@ -462,6 +465,7 @@ def record(
     late: Annotated[float, typer.Option(help="sim: share of the autopilot's lane changes held back 1-4 s.")] = 0.0,
     randomize: Randomize = False,
     traffic: Traffic = 1.0, obstacles: Obstacles = 1.0,
+    band: BandZoom = 0.0, band_at: BandAt = 0.42,
 ) -> None:
     """Record a session: the game's frames and the keys you press, into one compressed HDF5 file.
 
@@ -471,6 +475,7 @@ def record(
     obstacles' ground-truth boxes."""
     from rich.live import Live
 
+    from crew2.io.band import Band
     from crew2.keys import load_profile, profile_from_keys
     from crew2.record.run import RecordConfig, parse_region, record, status_line
 
@@ -479,6 +484,7 @@ def record(
         frames=frames, profile=profile_from_keys(keys) if keys else load_profile(profile), window=window,
         capture=capture, region=parse_region(region) if region else None, monitor=monitor, countdown=countdown,
         discard_seconds=discard_seconds, seed=seed, noise=noise, late=late,
+        band=Band(band, at=band_at) if band else None,
         sim=sim_config(width, height, 3, traffic, obstacles, 5.0, randomize, fps=fps) if source == "sim" else None)
     live = Live(console=out, refresh_per_second=4, transient=True)
     shown = [0.0]
@@ -801,15 +807,13 @@ def eval_drive(model, weights: Path, seeds_text: str, episodes: int, seconds: fl
     from rich.progress import Progress
 
     from crew2.drive.evaluate import DRIVERS, compare, parse_seeds, summary
-    from crew2.drive.run import box_rules
-    from crew2.sim.world import SimConfig
+    from crew2.drive.run import box_rules, sim_for
 
     if episodes < 1:
         raise Crew2Error(f"--episodes must be 1 or more, not {episodes}")
     seeds = parse_seeds(seeds_text, episodes)
     _, crash_prevention = box_rules(box_rules_setting, model.info)  # "model + fusion" drives as this says
-    w, h = model.info.size
-    sim = SimConfig(width=w, height=h, track_km=track_km, max_seconds=seconds)
+    sim = sim_for(model.info, track_km=track_km, max_seconds=seconds)
     with Progress(console=out, transient=True) as progress:
         task = progress.add_task("driving the simulator", total=len(DRIVERS) * len(seeds))
         def on_episode(name: str, result: dict) -> None:

@@ -89,9 +89,10 @@ def segments(times: np.ndarray, fps: float) -> np.ndarray:
 
 
 def augment(image: np.ndarray, keys: np.ndarray, boxes: np.ndarray, rng: np.random.Generator,
-            cfg: LoaderConfig, flip_perm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            cfg: LoaderConfig, flip_perm: np.ndarray, band_rows: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One random, label-preserving transform of a (H, W, C) uint8 image (C = 3 * stack), its (K,) keys and
-    (M, 5) pixel boxes x1, y1, x2, y2, class."""
+    (M, 5) pixel boxes x1, y1, x2, y2, class. With `band_rows`, the image is a frame with the horizon band under it
+    (`crew2.io.band`): each is shifted and turned as a picture of its own, so nothing moves across the seam."""
     h, w = image.shape[:2]
     boxes = boxes.copy()
     if rng.random() < cfg.flip:
@@ -99,12 +100,17 @@ def augment(image: np.ndarray, keys: np.ndarray, boxes: np.ndarray, rng: np.rand
         keys = keys[flip_perm]
         boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
     if cfg.shift > 0 or cfg.rotate > 0:
-        angle = rng.uniform(-cfg.rotate, cfg.rotate)
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)  # (2, 3)
-        m[:, 2] += rng.uniform(-cfg.shift, cfg.shift, 2) * (w, h)
-        image = _warp(image, m)
-        if len(boxes):
-            boxes = _warp_boxes(boxes, m, w, h)
+        images, kept = [], []
+        centre_y = (boxes[:, 1] + boxes[:, 3]) / 2
+        for top, bottom in ((0, h - band_rows), (h - band_rows, h)) if band_rows else ((0, h),):
+            angle = rng.uniform(-cfg.rotate, cfg.rotate)
+            m = cv2.getRotationMatrix2D((w / 2, (bottom - top) / 2), angle, 1.0)  # (2, 3)
+            m[:, 2] += rng.uniform(-cfg.shift, cfg.shift, 2) * (w, bottom - top)
+            images.append(_warp(image[top:bottom], m))
+            mine = boxes[(centre_y >= top) & (centre_y < bottom)] - np.array([0, top, 0, top, 0], np.float32)
+            moved = _warp_boxes(mine, m, w, bottom - top) if len(mine) else mine
+            kept.append(moved + np.array([0, top, 0, top, 0], np.float32))
+        image, boxes = np.concatenate(images), np.concatenate(kept)
     if cfg.colour > 0:
         c = cfg.colour
         gain = rng.uniform(1 - c, 1 + c) * rng.uniform(1 - c / 2, 1 + c / 2, 3)  # contrast x channel gains
@@ -150,10 +156,11 @@ class SessionStream(torch.utils.data.IterableDataset):
         meta = None
         for p in self.paths:
             s = Session(p)
-            if meta is not None and (s.meta.keys, s.meta.width, s.meta.height) != \
-                    (meta.keys, meta.width, meta.height):
-                raise Crew2Error(f"{p} records {s.meta.keys} at {s.meta.width}x{s.meta.height}, {self.paths[0]} "
-                                 f"{meta.keys} at {meta.width}x{meta.height}: train on like sessions")
+            if meta is not None and (s.meta.keys, s.meta.width, s.meta.height, s.meta.band) != \
+                    (meta.keys, meta.width, meta.height, meta.band):
+                raise Crew2Error(f"{p} records {s.meta.keys} at {s.meta.width}x{s.meta.height} (band {s.meta.band}), "
+                                 f"{self.paths[0]} {meta.keys} at {meta.width}x{meta.height} (band {meta.band}): "
+                                 "train on like sessions")
             meta = meta or s.meta
             self.keys.append(s.keys().astype(np.float32))
             self.annotated.append(s.box_sources() != NOT_ANNOTATED)
@@ -164,6 +171,7 @@ class SessionStream(torch.utils.data.IterableDataset):
             s.close()
         self.meta = meta
         self.flip_perm = flip_permutation(meta.keys, meta.roles)
+        self.band_rows = meta.band["rows"] if meta.band else 0
         # The label of frame i is the keys at i + offset; frames whose label lies beyond the end or across a
         # cut (a pause, a discard) have none and get no weight. Nor do frames whose label lies in an idle
         # stretch or before the first key press or after the last (crew2.data.idle): a person waiting at the
@@ -237,7 +245,8 @@ class SessionStream(torch.utils.data.IterableDataset):
             keys = self.keys[si][i + offset]
             boxes = s.boxes(int(i)) if self.annotated[si][i] else np.zeros((0, 5), np.float32)
             for _ in range(copies[i - a]):
-                img, k, bx = (augment(image, keys, boxes, rng, self.cfg, self.flip_perm) if self.cfg.augment
+                img, k, bx = (augment(image, keys, boxes, rng, self.cfg, self.flip_perm, self.band_rows)
+                              if self.cfg.augment
                               else (image, keys, boxes))
                 yield {IMAGE: img, KEYS: k, ANNOTATED: bool(self.annotated[si][i]), "boxes": bx}
 

@@ -61,6 +61,7 @@ class SessionMeta:
     jpeg_quality: int = 90
     class_names: list[str] = field(default_factory=list)
     sim: dict | None = None  # sim sessions: seed, noise and config, enough to replay them exactly
+    band: dict | None = None  # frames with the horizon band under them (`crew2.io.band.Band`); width, height: both
     created: str = ""
     crew2_version: str = __version__
     format_version: int = FORMAT_VERSION
@@ -288,7 +289,7 @@ def _read_meta(f: h5py.File, path: Path) -> SessionMeta:
         if name in attrs:
             v = attrs[name]
             v = v.item() if isinstance(v, np.generic) else v
-            if name in ("keys", "roles", "region", "class_names", "sim") and isinstance(v, str):
+            if name in ("keys", "roles", "region", "class_names", "sim", "band") and isinstance(v, str):
                 v = json.loads(v)
             values[name] = v
     return SessionMeta(**values)

@@ -15,6 +15,7 @@ import numpy as np
 from crew2.drive.decoder import KeyDecoder
 from crew2.drive.fusion import FusionState, Hit, Rules, fuse, picture_motion, scenery
 from crew2.drive.takeover import Takeover
+from crew2.io.band import Band
 from crew2.io.capture import FrameSource
 from crew2.io.control import Control, Pacer, StageTimer
 from crew2.io.keyboard import KeySender
@@ -63,8 +64,9 @@ class DriveStats:
     person_steps: int = 0  # frames the person drove
 
 
-def as_frame(frame, size: tuple[int, int]) -> np.ndarray | None:
-    """Any capture -> (H, W, 3) uint8 RGB at the model's size; None when it is not an image at all."""
+def as_frame(frame, size: tuple[int, int], band: Band | None = None) -> np.ndarray | None:
+    """Any capture -> (H, W, 3) uint8 RGB at the model's size (with `band`: the frame with the band under it);
+    None when it is not an image at all."""
     a = np.asarray(frame) if frame is not None else None
     if a is None or a.ndim not in (2, 3) or a.size == 0 or min(a.shape[:2]) < 2:
         return None
@@ -73,6 +75,8 @@ def as_frame(frame, size: tuple[int, int]) -> np.ndarray | None:
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     a = a[:, :, :3] if a.shape[2] >= 3 else np.repeat(a[:, :, :1], 3, axis=2)
+    if band is not None:
+        return band.stack(a, band.frame_size(size))
     if (a.shape[1], a.shape[0]) != size:
         a = shrink(a, size)
     return np.ascontiguousarray(a)
@@ -129,6 +133,7 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
     of every frame not driven, with why: "bad" (not an image, or stale), "black" or "frozen".
     `outside` gets every heartbeat (see Watchdog)."""
     info = engine.info
+    band, size = Band.of(info.band), info.frame_size  # crash prevention sees the frame, not the band under it
     control = control or Control()
     stats = DriveStats()
     role_of = {key: role for role, key in info.roles.items()}
@@ -157,9 +162,9 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                 # A capture that grabbed the screen before we asked: time the frame from its grab's start
                 timer.start(min(timer.last, source.frame_started or timer.last))
                 timer.lap("capture")
-                frame = as_frame(raw, info.size)
+                frame = as_frame(raw, info.size, band)
                 hung = realtime and source.frame_started and time.perf_counter() - source.frame_started > stale
-                grey = None if frame is None or hung else picture(frame)
+                grey = None if frame is None or hung else picture(frame[:size[1]])
                 throttle_down = info.roles.get("throttle") in sender.down
                 blind = None if grey is None else blindness(grey, now_s, throttle_down)
                 if frame is None or hung or blind:
@@ -182,13 +187,13 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                 timer.lap("decode")
                 hits: list[Hit] = []
                 if rules is not None:  # is the car moving: does the scenery outside the obstacles' boxes move
-                    boxes = pred.boxes if box_rules else NO_BOXES
-                    seen = (grey, scenery(boxes, info.size, rules.min_score))
+                    boxes = NO_BOXES if not box_rules else pred.boxes if band is None else band.to_frame(pred.boxes,
+                                                                                                         size)
+                    seen = (grey, scenery(boxes, size, rules.min_score))
                     keep = np.logical_and.reduce([seen[1], *(k for _, k in recent)])
                     motion = picture_motion(seen[0], *(p for p, _ in recent), keep=keep) if recent else None
                     recent.append(seen)
-                    by_role, hits = fuse(by_role, boxes, info.class_names, info.size, fusion_state, now_s, rules,
-                                         motion)
+                    by_role, hits = fuse(by_role, boxes, info.class_names, size, fusion_state, now_s, rules, motion)
                 want = {k: (by_role[role_of[k]] if k in role_of else bool(keys[i])) for i, k in enumerate(info.keys)}
                 timer.lap("fusion")
                 sent = in_front and not (dry_run or person)

@@ -19,13 +19,18 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def draw(entry: FrameLog, keys: list[str], thresholds: list[float], class_names: list[str],
-         rules: Rules | None, scale: int = 3) -> np.ndarray:
-    """The annotated picture of one loop iteration, `scale` times the model's frame, plus a key panel."""
+         rules: Rules | None, scale: int = 3, frame_rows: int | None = None) -> np.ndarray:
+    """The annotated picture of one loop iteration, `scale` times the model's frame, plus a key panel. `frame_rows`:
+    the frame's height where a horizon band is under it (`crew2.io.band`); the corridor and threats are the frame's."""
     frame = entry.frame
     if frame is None:
         raise ValueError("this FrameLog carries no frame")
-    h, w = frame.shape[:2]
-    img = cv2.resize(np.ascontiguousarray(frame[:, :, 2::-1]), (w * scale, h * scale), interpolation=cv2.INTER_LINEAR)
+    w = frame.shape[1]
+    h = frame_rows or frame.shape[0]
+    img = cv2.resize(np.ascontiguousarray(frame[:, :, 2::-1]), (w * scale, frame.shape[0] * scale),
+                     interpolation=cv2.INTER_LINEAR)
+    if h < frame.shape[0]:  # the band's top edge
+        cv2.line(img, (0, h * scale), (w * scale, h * scale), WHITE, 1)
     braking = any(hit.action.startswith("release throttle, press brake") for hit in entry.hits)
     if rules is not None:  # the corridor: a band ahead narrowing to the horizon, as in fusion.in_corridor
         bottom, top = (rules.corridor + 0.02) * w, 0.02 * w
@@ -37,7 +42,7 @@ def draw(entry: FrameLog, keys: list[str], thresholds: list[float], class_names:
     taken: list[tuple[int, int, int, int]] = []  # the labels drawn so far: a label never covers another
     for x1, y1, x2, y2, score, cls in entry.boxes:
         box = np.array([x1, y1, x2, y2])
-        threat = rules is not None and score >= rules.min_score and in_corridor(box, w, h, rules)
+        threat = rules is not None and score >= rules.min_score and y2 <= h and in_corridor(box, w, h, rules)
         colour = RED if threat else CLASS_COLOURS[int(cls) % len(CLASS_COLOURS)]
         p1, p2 = (int(x1 * scale), int(y1 * scale)), (int(x2 * scale), int(y2 * scale))
         cv2.rectangle(img, p1, p2, colour, 2 if threat else 1, cv2.LINE_AA)
@@ -96,8 +101,10 @@ class ShowWindow:
     TITLE = "crew2 drive"
 
     def __init__(self, keys: list[str], thresholds: list[float], class_names: list[str], rules: Rules | None,
-                 on_pause: Callable[[], None], on_stop: Callable[[], None], max_hz: float = 30.0):
+                 on_pause: Callable[[], None], on_stop: Callable[[], None], max_hz: float = 30.0,
+                 frame_rows: int | None = None):
         self.keys, self.thresholds, self.class_names, self.rules = keys, thresholds, class_names, rules
+        self.frame_rows = frame_rows
         self.on_pause, self.on_stop = on_pause, on_stop
         self.period, self.last = 1.0 / max_hz, -np.inf
         cv2.namedWindow(self.TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar: just the frames
@@ -106,7 +113,8 @@ class ShowWindow:
         if now - self.last < self.period or entry.frame is None:
             return
         self.last = now
-        cv2.imshow(self.TITLE, draw(entry, self.keys, self.thresholds, self.class_names, self.rules))
+        cv2.imshow(self.TITLE, draw(entry, self.keys, self.thresholds, self.class_names, self.rules,
+                                    frame_rows=self.frame_rows))
         key = cv2.waitKey(1) & 0xFF
         if key == ord(" "):
             self.on_pause()

@@ -16,6 +16,7 @@ from crew2.drive.fusion import Rules
 from crew2.drive.loop import DriveStats, FrameLog, drive_loop
 from crew2.drive.takeover import HANDBACK, MARGIN, Corrections, Takeover
 from crew2.errors import Crew2Error
+from crew2.io.band import Band
 from crew2.io.control import Control, Hotkeys, countdown
 from crew2.io.keyguard import KeyGuard
 from crew2.io.platform import SCREEN_SOURCES, check_capture, current, open_screen_game
@@ -89,6 +90,16 @@ class DriveResult:
     sim: dict[str, float] | None
 
 
+def sim_for(info: ModelInfo, **kw) -> SimConfig:
+    """The simulator drawn for this model: at its frame size, or with a horizon band at the band's resolution, the
+    camera's horizon where the band looks (`crew2.io.band`)."""
+    band = Band.of(info.band)
+    if band is None:
+        return SimConfig(width=info.size[0], height=info.size[1], **kw)
+    width, height = band.capture(info.frame_size)
+    return SimConfig(width=width, height=height, horizon=band.at, **kw)
+
+
 def box_rules(setting: str, info: ModelInfo) -> tuple[bool, str]:
     """Whether crash prevention acts on the network's boxes, and a line that says so and why. "auto": only
     when the obstacle head was trained (`checkpoint.detector_trained`); boxes from a head that never saw an
@@ -141,7 +152,7 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
         if cfg.source == "sim":
             from crew2.sim.sources import SimGame
 
-            sim = cfg.sim or SimConfig(width=info.size[0], height=info.size[1], fps=cfg.fps)
+            sim = cfg.sim or sim_for(info, fps=cfg.fps)
             game = stack.enter_context(SimGame(sim, profile, cfg.seed, expert=cfg.expert_labels))
             source, sender, realtime = game, game.sender, cfg.show
         else:
@@ -161,19 +172,21 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
             if cfg.takeover:
                 takeover = Takeover(keys, info.keys, cfg.handback)
             if cfg.corrections is not None:
-                corrections = Corrections(cfg.corrections, profile, cfg.fps, info.size, cfg.source, cfg.margin)
+                corrections = Corrections(cfg.corrections, profile, cfg.fps, info.size, cfg.source, cfg.margin,
+                                          info.band)
                 stack.callback(corrections.close)
                 hooks.append(corrections)
         hotkeys = Hotkeys(keys if cfg.hotkeys else None, control, bindings=HOTKEYS)  # the loop guards focus
         if cfg.record is not None:
-            hooks.append(_recorder(stack, cfg, profile, info.size, game if cfg.source == "sim" else None))
+            hooks.append(_recorder(stack, cfg, profile, info, game if cfg.source == "sim" else None))
         if cfg.mp4 is not None:
             hooks.append(_video(stack, cfg.mp4, cfg.fps, info, rules))
         if cfg.show:
             from crew2.drive.overlay import ShowWindow
 
             window_view = ShowWindow(info.keys, info.thresholds, info.class_names, rules,
-                                     on_pause=hotkeys.toggle_pause, on_stop=control.stop.set)
+                                     on_pause=hotkeys.toggle_pause, on_stop=control.stop.set,
+                                     frame_rows=info.frame_size[1])
             stack.callback(window_view.close)
             hooks.append(lambda entry: window_view(entry, time.monotonic()))
         countdown(cfg.countdown, on_countdown)  # time to switch to the game before any key goes out
@@ -202,11 +215,12 @@ def _video(stack: contextlib.ExitStack, path: Path, fps: float, info,
 
     def add(entry: FrameLog) -> None:
         if entry.frame is not None:
-            writer.write(draw(entry, info.keys, info.thresholds, info.class_names, rules))
+            writer.write(draw(entry, info.keys, info.thresholds, info.class_names, rules,
+                              frame_rows=info.frame_size[1]))
     return add
 
 
-def _recorder(stack: contextlib.ExitStack, cfg: DriveConfig, profile: KeyProfile, size: tuple[int, int],
+def _recorder(stack: contextlib.ExitStack, cfg: DriveConfig, profile: KeyProfile, info: ModelInfo,
               game=None) -> Callable[[FrameLog], None]:
     """`--record`: a session like `crew2 record` writes, driver "model": each frame the model saw and the
     keys that went out for it (after crash prevention), or with `--expert-labels` the keys the autopilot
@@ -220,8 +234,9 @@ def _recorder(stack: contextlib.ExitStack, cfg: DriveConfig, profile: KeyProfile
     from crew2.record.writer import BackgroundWriter, Sample
     from crew2.sim.world import CLASSES
 
+    size, band = info.size, Band.of(info.band)
     meta = SessionMeta.for_profile(profile, fps=cfg.fps, width=size[0], height=size[1], source=cfg.source,
-                                   driver="model", jpeg_quality=90, region=None,
+                                   driver="model", jpeg_quality=90, region=None, band=info.band,
                                    class_names=list(CLASSES) if game is not None else [])
     if game is not None:
         sim = game.env.config
@@ -235,7 +250,8 @@ def _recorder(stack: contextlib.ExitStack, cfg: DriveConfig, profile: KeyProfile
         if not (entry.sent or cfg.dry_run) or entry.frame is None:
             return
         keys = game.label if cfg.expert_labels else np.array([k in entry.pressed for k in profile.keys], np.uint8)
-        boxes = None if game is None else game.boxes() * scale  # frames without boxes are stored unannotated
+        boxes = None if game is None else game.boxes() * scale if band is None else \
+            band.truth(game.boxes(), (sim.width, sim.height), info.frame_size)  # none: stored unannotated
         writer.submit(Sample(entry.frame, keys, entry.t, boxes, SIM_TRUTH),
                       block=cfg.source == "sim")  # a game does not wait
     return add

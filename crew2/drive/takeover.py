@@ -67,9 +67,9 @@ class Corrections:
     Call with each `FrameLog`; `close` when the drive ends."""
 
     def __init__(self, path: Path, profile: KeyProfile, fps: float, size: tuple[int, int], source: str,
-                 margin: float = MARGIN):
+                 margin: float = MARGIN, band: dict | None = None):
         meta = SessionMeta.for_profile(profile, fps=fps, width=size[0], height=size[1], source=source,
-                                       driver="correction", jpeg_quality=90, region=None, class_names=[])
+                                       driver="correction", jpeg_quality=90, region=None, class_names=[], band=band)
         self.writer = BackgroundWriter(path, meta)
         self.keys = list(profile.keys)
         self.before: deque = deque(maxlen=max(0, round(margin * fps)))

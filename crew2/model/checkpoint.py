@@ -49,7 +49,7 @@ def _write(path: Path, ckpt: dict[str, Any]) -> None:
 
 # What a model needs to drive and to describe itself; the rest (optimizer, raw weights, RNG) only resumes training.
 INFERENCE = (*REQUIRED, "size", "epoch", "step", "metrics", "confusion", "history", "train_config", "detector",
-             "box_targets", "calibrated_thresholds")
+             "box_targets", "calibrated_thresholds", "band")
 
 # Validation mAP50 under which an obstacle head counts as untrained. A head that never saw an annotated frame
 # scores 0.000 on the simulator's ground truth (three random initialisations, 600 frames); every head trained

@@ -18,6 +18,7 @@ from torch import nn
 
 from crew2.detection.metrics import nms
 from crew2.errors import Crew2Error
+from crew2.io.band import Band
 from crew2.model import checkpoint, engine_for
 from crew2.model.checkpoint import STRETCHED, DetectorTraining
 from crew2.model.net import PIXEL_MAX, padded
@@ -43,12 +44,14 @@ class ModelInfo:
     frames: int  # frames stacked per input
     detector: DetectorTraining | None = None  # how the obstacle head was trained (None: not recorded)
     box_targets: str = checkpoint.BOX_TARGETS  # "frame"; "stretched": trained before the loss placed boxes right
+    band: dict | None = None  # the horizon band under each frame (`crew2.io.band.Band`); `size` includes its rows
 
     @staticmethod
     def of(ckpt: dict) -> ModelInfo:
         return ModelInfo(list(ckpt["keys"]), dict(ckpt["roles"]), list(ckpt["class_names"]),
                          [float(t) for t in ckpt["thresholds"]], tuple(ckpt.get("size", (256, 144))),
-                         int(ckpt["net"]["frames"]), DetectorTraining.of(ckpt), ckpt.get("box_targets", STRETCHED))
+                         int(ckpt["net"]["frames"]), DetectorTraining.of(ckpt), ckpt.get("box_targets", STRETCHED),
+                         ckpt.get("band"))
 
     @staticmethod
     def from_json(text: str) -> ModelInfo:
@@ -60,6 +63,12 @@ class ModelInfo:
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "size": list(self.size)})
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """The (width, height) of the game's picture in the network's input: `size` less the band's rows."""
+        band = Band.of(self.band)
+        return self.size if band is None else band.frame_size(self.size)
 
     def box_scale(self) -> np.ndarray | None:
         """(4,) what turns this model's boxes (x, y, w, h) into the frame's pixels; None: they are already. A model

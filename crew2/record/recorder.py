@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crew2.io.band import Band
 from crew2.io.capture import FrameSource
 from crew2.io.control import Control, Pacer
 from crew2.io.keyboard import KeyReader
@@ -49,22 +50,23 @@ def record_loop(source: FrameSource, reader: KeyReader, writer: BackgroundWriter
                 max_seconds: float | None = None, control: Control | None = None,
                 on_tick: Callable[[RecordStats], None] | None = None,
                 poll: Callable[[], None] | None = None,
-                clock: Callable[[], float] = time.perf_counter) -> RecordStats:
+                clock: Callable[[], float] = time.perf_counter, band: Band | None = None) -> RecordStats:
     """Record until `control.stop`, `max_frames` or `max_seconds`. With `realtime`, ticks are paced at
     `fps` and timestamps are wall time; without (the sim), frames come as fast as they are made and
     timestamps are frame index / fps. Boxes are stored when the source provides them. `poll` runs every
-    iteration, paused or not (hotkeys, focus); Ctrl+C and SIGTERM end the loop like a stop."""
+    iteration, paused or not (hotkeys, focus); Ctrl+C and SIGTERM end the loop like a stop. With `band`, each
+    frame of `size` is stored with the horizon band under it, its boxes in both (`crew2.io.band`)."""
     stats, control = RecordStats(), control or Control()
     try:
         with stop_on_signals(control.stop):
             return _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, control, stats,
-                         on_tick, poll, clock)
+                         on_tick, poll, clock, band)
     except KeyboardInterrupt:  # a second Ctrl+C
         return stats
 
 
 def _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, control, stats, on_tick, poll,
-          clock) -> RecordStats:
+          clock, band) -> RecordStats:
     w, h = size
     pacer = Pacer(fps, clock)
     blindness, blank_since = Blindness(frozen_s=2.0, retry_s=math.inf), None
@@ -97,12 +99,16 @@ def _loop(source, reader, writer, fps, size, realtime, max_frames, max_seconds, 
         keys = reader.read()
         t = (clock() - start) if realtime else stats.frames / fps
         boxes = source.boxes()
-        if frame.shape[1] != w or frame.shape[0] != h:
+        if band is not None:
+            if boxes is not None:
+                boxes = band.truth(boxes, (frame.shape[1], frame.shape[0]), (w, h))
+            frame = band.stack(frame, (w, h))
+        elif frame.shape[1] != w or frame.shape[0] != h:
             sx, sy = w / frame.shape[1], h / frame.shape[0]
             frame = shrink(frame, (w, h))
             if boxes is not None and len(boxes):
                 boxes = boxes * np.array([sx, sy, sx, sy, 1], np.float32)
-        why = blindness(picture(frame), t, pressing=True)
+        why = blindness(picture(frame[:h]), t, pressing=True)
         blank_since = None if why is None else t if blank_since is None else blank_since
         stats.blank = why if why is not None and t - blank_since >= BLANK_AFTER else None
         stats.blank_for = 0.0 if blank_since is None else t - blank_since

@@ -13,6 +13,7 @@ from pathlib import Path
 from crew2 import x11
 from crew2.data.session import SessionMeta
 from crew2.errors import Crew2Error
+from crew2.io.band import Band
 from crew2.io.control import Control, Hotkeys, countdown
 from crew2.io.platform import SCREEN_SOURCES, check_capture, current, open_screen_game
 from crew2.keys import KeyProfile, default_profile
@@ -48,6 +49,7 @@ class RecordConfig:
     seed: int = 0
     noise: float = 0.0
     late: float = 0.0  # sim: share of the autopilot's lane changes held back (see NoisyAutopilot)
+    band: Band | None = None  # the horizon band stored under each frame (crew2.io.band)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -101,11 +103,14 @@ def record(config: RecordConfig, on_tick: Callable[[RecordStats], None] | None =
         hotkeys = Hotkeys(game.keys, control, game.focused, HOTKEYS, config.discard_seconds)
         return record_loop(game.source, game.keys, writer, fps=config.fps, size=(config.width, config.height),
                            max_frames=config.frames, max_seconds=config.seconds, control=control,
-                           on_tick=on_tick, poll=hotkeys.poll)
+                           on_tick=on_tick, poll=hotkeys.poll, band=config.band)
 
 
 def _record_sim(config: RecordConfig, on_tick) -> RecordStats:
     sim = config.sim or SimConfig(width=config.width, height=config.height, fps=config.fps)
+    if config.band is not None:  # the game drawn at the band's resolution, its camera where the band looks
+        w, h = config.band.capture((config.width, config.height))
+        sim = dataclasses.replace(sim, width=w, height=h, horizon=config.band.at)
     meta = _meta(config, None, driver="autopilot")
     meta.sim = {"seed": config.seed, "noise": config.noise, "late": config.late, "config": dataclasses.asdict(sim)}
     writer = BackgroundWriter(config.out, meta)
@@ -113,16 +118,18 @@ def _record_sim(config: RecordConfig, on_tick) -> RecordStats:
         with SimSource(sim, config.profile, seed=config.seed, noise=config.noise, late=config.late) as src:
             stats = record_loop(src, src, writer, fps=config.fps, size=(config.width, config.height),
                                 realtime=False, max_frames=config.frames, max_seconds=config.seconds,
-                                on_tick=on_tick)
+                                on_tick=on_tick, band=config.band)
     finally:
         writer.close()
     return stats
 
 
 def _meta(config: RecordConfig, region: x11.Rect | None, driver: str = "human") -> SessionMeta:
+    size = (config.width, config.height)
+    width, height = config.band.stacked(size) if config.band is not None else size
     return SessionMeta.for_profile(
-        config.profile, fps=config.fps, width=config.width, height=config.height, source=config.source,
-        driver=driver, jpeg_quality=config.quality,
+        config.profile, fps=config.fps, width=width, height=height, source=config.source, driver=driver,
+        band=config.band.to_dict() if config.band is not None else None, jpeg_quality=config.quality,
         region=None if region is None else [region.left, region.top, region.width, region.height],
         class_names=list(CLASSES) if config.source == "sim" else [])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -41,6 +42,8 @@ class SimEnv(gym.Env):
         self.world = World(self.config, episode)
         rng = np.random.default_rng([episode, 1])
         look = Appearance.sample(rng) if self.config.randomize else Appearance()
+        if self.config.horizon is not None:  # a fixed camera pitch, as a game's (where a horizon band looks)
+            look = dataclasses.replace(look, horizon=self.config.horizon)
         self.renderer = Renderer(self.config.width, self.config.height, look, self.config.lanes, seed=episode)
         self.frame = self.renderer.render(self.world)
         return self.frame.image, self._info()

@@ -37,6 +37,7 @@ class SimConfig:
     top_speed_kmh: float = 180.0
     curviness: float = 1.0
     randomize: bool = False  # random appearance and camera per episode
+    horizon: float | None = None  # the horizon's row as a share of the height, fixed (None: the appearance's own)
 
     def __post_init__(self) -> None:
         if self.width < 32 or self.height < 18:
@@ -46,6 +47,8 @@ class SimConfig:
         for name in ("traffic", "obstacles", "curviness"):
             if getattr(self, name) < 0:
                 raise Crew2Error(f"{name} must be zero or more, not {getattr(self, name)}")
+        if self.horizon is not None and not 0.2 <= self.horizon <= 0.8:
+            raise Crew2Error(f"horizon must be between 0.2 and 0.8 of the frame's height, not {self.horizon}")
         for name in ("track_km", "max_seconds", "fps", "top_speed_kmh"):
             if getattr(self, name) <= 0:
                 raise Crew2Error(f"{name} must be positive, not {getattr(self, name)}")

@@ -186,8 +186,10 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
     val_ds = SessionStream(cfg.val, LoaderConfig(balance=0.0, label_offset=cfg.label_offset, stack=cfg.frames,
                                                  augment=False, trim_idle=cfg.trim_idle, chunk=512, buffer=1))
     meta = train_ds.meta
-    if (val_ds.meta.keys, val_ds.meta.width, val_ds.meta.height) != (meta.keys, meta.width, meta.height):
-        raise Crew2Error("validation sessions record other keys or another frame size than the training sessions")
+    if (val_ds.meta.keys, val_ds.meta.width, val_ds.meta.height, val_ds.meta.band) != \
+            (meta.keys, meta.width, meta.height, meta.band):
+        raise Crew2Error("validation sessions record other keys, another frame size or another horizon band than the "
+                         "training sessions")
     profile = KeyProfile(meta.profile, tuple(meta.keys), dict(meta.roles))
     class_names = list(meta.class_names) or list(CLASSES)
 
@@ -264,7 +266,7 @@ def train(cfg: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
                             **{f"val_{k}": v for k, v in val.items()}})
             state = dict(
                 net_cfg=checkpoint.net_config(net, cfg.scale, cfg.key_hidden), profile=profile,
-                class_names=class_names, thresholds=thresholds.tolist(), size=(meta.width, meta.height),
+                class_names=class_names, thresholds=thresholds.tolist(), size=(meta.width, meta.height), band=meta.band,
                 model=(ema.ema if ema is not None else net).state_dict(), raw_model=net.state_dict(),
                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), loss=loss_fn.state_dict(),
                 ema=ema.ema.state_dict() if ema is not None else net.state_dict(),

@@ -1,0 +1,138 @@
+"""The horizon band: a strip across the far road, zoomed and stacked under the frame, its boxes in both and back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crew2.data.loader import LoaderConfig, augment
+from crew2.data.session import Session
+from crew2.drive.decoder import DecoderConfig, KeyDecoder
+from crew2.drive.fusion import Rules
+from crew2.drive.loop import drive_loop
+from crew2.errors import Crew2Error
+from crew2.io.band import Band
+from crew2.model.engine import ModelInfo, Prediction
+from crew2.record.run import RecordConfig, record
+from crew2.sim.world import SimConfig
+from tests.drive_helpers import INFO, RecordingSender
+
+BAND = Band(zoom=4.0, rows=48, at=0.42)  # at 256x144: frame pixels x 96-160, y 54.5-66.5
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return w * h / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h)
+
+
+def test_the_band_shows_the_horizon_zoomed_under_the_frame_and_its_boxes_go_back_where_they_were():
+    capture = np.full((576, 1024, 3), 90, np.uint8)  # 4 times a 256x144 frame
+    capture[224:248, 500:520] = (255, 0, 0)  # far, at the horizon: frame px x 125-130, y 56-62
+    capture[500:560, 100:300] = (0, 0, 255)  # near, low in the picture: never in the band
+    truth = np.array([[500, 224, 520, 248, 2], [100, 500, 300, 560, 0]], np.float32)
+    stacked = BAND.stack(capture, (256, 144))
+    assert stacked.shape == (192, 256, 3)
+    red = np.argwhere((stacked[144:, :, 0] > 200) & (stacked[144:, :, 2] < 50))  # (n, 2) rows, cols in the band
+    assert red[:, 0].min() == round((56 - 54.5) * 4) and red[:, 1].min() == (125 - 96) * 4  # the capture's pixels
+    assert len(red) == 24 * 20  # 4 times the frame: the capture's own pixel size
+    boxes = BAND.truth(truth, (1024, 576), (256, 144))
+    assert len(boxes) == 3  # both in the frame, the far one once more in the band
+    assert np.allclose(boxes[:2, :4], truth[:, :4] / 4)
+    assert np.allclose(boxes[2], [116, 144 + 6, 136, 144 + 30, 2], atol=0.1)  # the red pixels' box
+    # As predictions: the band's box goes back to the frame's pixels, and repeats the frame's box of the same object
+    pred = np.concatenate([boxes[:, :4], np.full((3, 1), 0.9), boxes[:, 4:]], 1)
+    assert np.allclose(BAND.to_frame(pred, (256, 144)), pred[:2])  # the repeat is dropped
+    far_only = BAND.to_frame(pred[[1, 2]], (256, 144))  # the frame missed the far one: the band's box stands in
+    assert np.allclose(far_only[1, :4], truth[0, :4] / 4, atol=1e-4) and far_only[1, 5] == 2
+
+
+def test_a_box_mostly_outside_the_band_is_not_a_box_in_it():
+    truth = np.array([[100, 230, 560, 300, 1]], np.float32)  # a truck across the band's left edge and below it
+    assert len(BAND.truth(truth, (1024, 576), (256, 144))) == 1
+
+
+def test_a_picture_too_small_for_the_band_is_a_clear_error():
+    with pytest.raises(Crew2Error, match="at least 1024x576, and this one is 640x360"):
+        BAND.stack(np.zeros((360, 640, 3), np.uint8), (256, 144))
+    with pytest.raises(Crew2Error, match="--band"):
+        Band(zoom=1.0)
+
+
+def test_a_sim_recording_with_a_band_stores_the_far_road_with_its_boxes(tmp_path):
+    out = tmp_path / "band.h5"
+    record(RecordConfig(source="sim", out=out, frames=300, seed=3, band=BAND, countdown=0,
+                        sim=SimConfig(obstacles=5.0, randomize=True)))
+    s = Session(out)
+    assert (s.meta.width, s.meta.height, s.meta.band) == (256, 192, BAND.to_dict())
+    assert s.frame(0).shape == (192, 256, 3)
+    in_band, far, whole = 0, 0, 0
+    for i in range(len(s)):
+        boxes = s.boxes(i)
+        frame, band = boxes[boxes[:, 3] <= 144], boxes[boxes[:, 1] >= 144]
+        assert len(frame) + len(band) == len(boxes)  # no box across the seam
+        pred = np.concatenate([band[:, :4], np.ones((len(band), 1)), band[:, 4:]], 1)
+        x0, y0, x1, y1 = BAND.region((256, 144))
+        for b in BAND.to_frame(pred, (256, 144), iou=2.0):  # all of them: each is a frame box's object, closer
+            if b[0] > x0 + 0.01 and b[1] > y0 + 0.01 and b[2] < x1 - 0.01 and b[3] < y1 - 0.01:  # not cut by the band
+                assert max(iou(b[:4], f[:4]) for f in frame if f[4] == b[5]) > 0.99  # the same box, frame pixels
+                whole += 1
+        in_band += len(band)
+        far += int(((band[:, 3] - band[:, 1]) / BAND.zoom < 5).sum())  # under 5 px in the frame
+    assert in_band > 100 and far > 50 and whole > 50
+
+
+def test_augmenting_a_frame_with_its_band_moves_nothing_across_the_seam():
+    image = np.full((192, 256, 3), 50, np.uint8)
+    image[144:] = 200
+    boxes = np.array([[100, 120, 140, 143, 0], [60, 150, 120, 190, 2]], np.float32)
+    cfg = LoaderConfig(shift=0.2, rotate=5.0, colour=0.0, flip=0.5)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        img, _, bx = augment(image, np.zeros(4), boxes, rng, cfg, np.arange(4), band_rows=48)
+        assert img[:144].max() == 50 and img[144:].min() == 200
+        assert all(b[3] <= 144 for b in bx if b[4] == 0) and all(b[1] >= 144 for b in bx if b[4] == 2)
+
+
+class CarInTheBand:
+    """A model that sees a car filling the bottom of its input, 30 of 68 rows: with a band (zoom 4, 32 rows) under
+    its 64x36 frame, a car far ahead; without one, a car right in front of us."""
+
+    name = "band"
+
+    def __init__(self, band: Band | None):
+        self.info = ModelInfo(INFO.keys, INFO.roles, INFO.class_names, INFO.thresholds, (64, 68), 1,
+                              band=None if band is None else band.to_dict())
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, frames: np.ndarray) -> list[Prediction]:
+        self.shapes.append(frames.shape)
+        return [Prediction(np.array([0.9, 0.1, 0.1, 0.1]), np.array([[16, 38, 48, 68, 0.9, 0]], np.float32))]
+
+
+class BigPicture:
+    done, frame_started = False, None
+
+    def grab(self) -> np.ndarray:
+        return np.random.default_rng().integers(0, 255, (144, 256, 3), np.uint8)
+
+
+def drive(engine: CarInTheBand) -> list:
+    logs: list = []
+    decoder = KeyDecoder(INFO.keys, INFO.roles, INFO.thresholds, DecoderConfig(min_hold=0.0))
+    drive_loop(BigPicture(), engine, decoder, RecordingSender(), fps=20, max_steps=10, realtime=False, rules=Rules(),
+               on_frame=logs.append)
+    return logs
+
+
+def test_a_band_model_drives_on_the_frame_and_reads_its_band_boxes_as_far():
+    band = Band(zoom=4.0, rows=32, at=0.5)
+    engine = CarInTheBand(band)
+    logs = drive(engine)
+    assert engine.shapes[0] == (1, 68, 64, 3)  # the frame with the band under it, in one input
+    assert logs[-1].frame.shape == (68, 64, 3) and engine.info.frame_size == (64, 36)
+    # Back in the frame's pixels the car is 7.5 of 36 rows tall at the horizon, not growing: nothing to brake for
+    assert all(not log.hits and "w" in log.pressed for log in logs)
+    # The same box from a model without a band is a car right in front of us
+    assert any(h.rule == "brake_for_obstacle" for log in drive(CarInTheBand(None)) for h in log.hits)
+    assert ModelInfo.from_json(engine.info.to_json()) == engine.info
