@@ -15,6 +15,8 @@ import torch
 import torchvision  # noqa: F401
 from torch import Tensor
 
+from crew2.io.band import Band
+
 
 def nms(decoded: Tensor, conf: float = 0.25, iou: float = 0.5, max_det: int = 100) -> list[Tensor]:
     """Detect's decoded output (B, 4 + classes, anchors) -> per image (n, 6): x1, y1, x2, y2, score, class."""
@@ -35,9 +37,12 @@ def height_bins(heights: tuple[int, ...] = HEIGHTS) -> list[str]:
 class DetectionScore:
     """Accumulates predictions and targets over images. `result()` gives mAP50 and mAP50-95 (all boxes), mAP50
     over boxes at least TALL px high, mAP50 per class, and the recall of each class by box height at `score`,
-    the lowest score crash prevention acts on: how far ahead the head sees what the rules need."""
+    the lowest score crash prevention acts on: how far ahead the head sees what the rules need. With a horizon
+    `band` under frames of `frame_size` (`crew2.io.band`), everything is counted in the frame's pixels, as crash
+    prevention gets it: the band's boxes where they are in the frame, each object once, whichever part found it."""
 
-    def __init__(self, class_names: list[str], score: float = 0.35, heights: tuple[int, ...] = HEIGHTS):
+    def __init__(self, class_names: list[str], score: float = 0.35, heights: tuple[int, ...] = HEIGHTS,
+                 band: Band | None = None, frame_size: tuple[int, int] | None = None):
         from ultralytics.models.yolo.detect import DetectionValidator
         from ultralytics.utils.metrics import ConfusionMatrix, DetMetrics
 
@@ -49,6 +54,7 @@ class DetectionScore:
         self.metrics.names = self.names
         self.tall = DetMetrics(names=self.names)
         self.score, self.heights = score, tuple(heights)
+        self.band, self.frame_size = band, frame_size
         # One confusion matrix per height bin: its matches at `score` and IoU 0.5 give each class's recall there.
         self.by_height = [ConfusionMatrix(names=self.names) for _ in range(len(heights) + 1)]
         self.images = 0
@@ -56,6 +62,10 @@ class DetectionScore:
     def add(self, pred: Tensor, boxes: Tensor, classes: Tensor) -> None:
         """One image: pred (n, 6) from `nms`, target boxes (m, 4) x1 y1 x2 y2 and classes (m,)."""
         pred, boxes, classes = pred.detach().cpu().float(), boxes.cpu().float(), classes.cpu().float()
+        if self.band is not None:  # the frame's own truth (the band's repeats it), the band's boxes in the frame
+            pred = torch.from_numpy(self.band.to_frame(pred.numpy(), self.frame_size))
+            mine = (boxes[:, 1] + boxes[:, 3]) / 2 < self.frame_size[1]
+            boxes, classes = boxes[mine], classes[mine]
         self._update(self.metrics, pred, boxes, classes)
         tall, tall_pred = boxes[:, 3] - boxes[:, 1] >= TALL, pred[:, 3] - pred[:, 1] >= TALL
         self._update(self.tall, pred[tall_pred], boxes[tall], classes[tall])

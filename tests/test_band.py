@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from crew2.data.loader import LoaderConfig, augment
 from crew2.data.session import Session
@@ -40,11 +41,21 @@ def test_the_band_shows_the_horizon_zoomed_under_the_frame_and_its_boxes_go_back
     assert len(boxes) == 3  # both in the frame, the far one once more in the band
     assert np.allclose(boxes[:2, :4], truth[:, :4] / 4)
     assert np.allclose(boxes[2], [116, 144 + 6, 136, 144 + 30, 2], atol=0.1)  # the red pixels' box
-    # As predictions: the band's box goes back to the frame's pixels, and repeats the frame's box of the same object
+    # As predictions: the band's box goes back to the frame's pixels, where it stands in for the frame's (drawn from
+    # a quarter of the pixels) of the same object
     pred = np.concatenate([boxes[:, :4], np.full((3, 1), 0.9), boxes[:, 4:]], 1)
-    assert np.allclose(BAND.to_frame(pred, (256, 144)), pred[:2])  # the repeat is dropped
-    far_only = BAND.to_frame(pred[[1, 2]], (256, 144))  # the frame missed the far one: the band's box stands in
-    assert np.allclose(far_only[1, :4], truth[0, :4] / 4, atol=1e-4) and far_only[1, 5] == 2
+    pred[0, :4] += (0.5, -0.5, 0.5, 0.5)  # the frame's box of the far cone, a little off
+    back = BAND.to_frame(pred, (256, 144))
+    assert len(back) == 2 and np.allclose(back[0], pred[1])
+    assert np.allclose(back[1, :4], truth[0, :4] / 4, atol=0.03) and back[1, 5] == 2
+    assert len(BAND.to_frame(pred, (256, 144), iou=2.0)) == 3  # nothing counts as the same object: all three
+
+
+def test_a_box_the_bands_edge_cuts_gives_way_to_the_frames_whole_box():
+    frame_box = [90, 50, 110, 64, 0.8, 1]  # a truck across the band's left edge (x 96)
+    band_box = [0, 144 + 22, 56, 144 + 38, 0.9, 1]  # the band's view of it, cut at its left edge
+    back = BAND.to_frame(np.array([frame_box, band_box], np.float32), (256, 144))
+    assert np.allclose(back, [frame_box])
 
 
 def test_a_box_mostly_outside_the_band_is_not_a_box_in_it():
@@ -136,3 +147,21 @@ def test_a_band_model_drives_on_the_frame_and_reads_its_band_boxes_as_far():
     # The same box from a model without a band is a car right in front of us
     assert any(h.rule == "brake_for_obstacle" for log in drive(CarInTheBand(None)) for h in log.hits)
     assert ModelInfo.from_json(engine.info.to_json()) == engine.info
+
+
+def test_detection_with_a_band_is_counted_in_the_frames_pixels_each_object_once():
+    from crew2.detection.metrics import DetectionScore
+
+    # truth as a band session stores it: a far cone (3 px in the frame) and a near car, the cone once more in the band
+    truth = BAND.truth(np.array([[504, 228, 516, 240, 2], [100, 400, 400, 560, 0]], np.float32), (1024, 576),
+                       (256, 144))
+    assert len(truth) == 3
+    found_by_band = np.array([[*truth[2, :4], 0.9, 2], [*truth[1, :4], 0.9, 0]], np.float32)  # the frame missed it
+    scores = {}
+    for name, band in (("band", BAND), ("stacked", None)):
+        score = DetectionScore(["car", "truck", "cone", "barrier"], band=band, frame_size=(256, 144))
+        score.add(torch.from_numpy(found_by_band), torch.from_numpy(truth[:, :4]), torch.from_numpy(truth[:, 4]))
+        scores[name] = score.recall()
+    assert scores["band"]["cone"]["<5px"] == (1, 1)  # the 3 px cone is found, and counted once
+    assert scores["band"]["car"][">=32px"] == (1, 1)
+    assert scores["stacked"]["cone"]["<5px"] == (0, 1) and scores["stacked"]["cone"]["8-16px"] == (1, 1)

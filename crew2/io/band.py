@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
-import torch
-from torchvision.ops import box_iou
 
 from crew2.errors import Crew2Error
 from crew2.io.picture import shrink
@@ -105,17 +103,34 @@ class Band:
 
     def to_frame(self, boxes: np.ndarray, size: tuple[int, int], iou: float = 0.3) -> np.ndarray:
         """(n, 6) boxes x1, y1, x2, y2, score, class in a stacked input whose frame is `size` -> (m, 6) in the
-        frame's pixels: the band's (centre under the frame) scaled back to where they are, less those that repeat
-        a box of the same class the frame has (IoU >= `iou`); the frame's own clipped to the frame."""
-        h = size[1]
+        frame's pixels: the band's (centre under the frame) scaled back to where they are, the frame's clipped to the
+        frame. Where the band and the frame both found an object (same class, IoU >= `iou`), the band's box is kept,
+        drawn from 4 times the pixels, unless the band's edge cuts it: then the frame's, which is whole."""
+        w, h = size
         in_band = (boxes[:, 1] + boxes[:, 3]) / 2 >= h
         frame, band = boxes[~in_band].copy(), boxes[in_band].copy()
         frame[:, [1, 3]] = np.minimum(frame[:, [1, 3]], h)
+        cut = (band[:, 0] <= 1) | (band[:, 2] >= w - 1) | (band[:, 1] <= h + 1) | (band[:, 3] >= h + self.rows - 1)
         x0, y0, _, _ = self.region(size)
         band[:, [1, 3]] -= h
         band[:, :4] = band[:, :4] / self.zoom + np.array([x0, y0, x0, y0], np.float32)
         if len(band) and len(frame):
-            overlap = box_iou(torch.from_numpy(band[:, :4]), torch.from_numpy(frame[:, :4])).numpy()
-            same = band[:, 5:6] == frame[None, :, 5]
-            band = band[~((overlap >= iou) & same).any(1)]
+            inter = _intersection(band, frame)  # (n_band, n_frame)
+            area_band, area_frame = _area(band), _area(frame)
+            same = np.where(cut[:, None], inter >= 0.5 * area_band[:, None],  # a cut box: mostly inside the other
+                            inter >= iou * (area_band[:, None] + area_frame[None] - inter))
+            same &= band[:, 5:6] == frame[None, :, 5]  # the same object, seen twice
+            frame = frame[~(same & ~cut[:, None]).any(0)]
+            band = band[~(cut & same.any(1))]
         return np.concatenate([frame, band]).astype(np.float32)
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, 4+) and (m, 4+) boxes x1, y1, x2, y2 -> (n, m) the areas they share."""
+    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    return np.clip(w, 0, None) * np.clip(h, 0, None)

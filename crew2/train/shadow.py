@@ -16,6 +16,7 @@ from crew2.data.session import NOT_ANNOTATED, Session
 from crew2.data.tools import overlay
 from crew2.detection.metrics import DetectionScore
 from crew2.errors import Crew2Error
+from crew2.io.band import Band
 from crew2.model.engine import Engine, Prediction
 from crew2.train.metrics import confusion, key_metrics
 from crew2.video import Mp4Writer
@@ -56,16 +57,17 @@ def shadow(engine: Engine, paths: list[Path], mp4: Path | None = None, label_off
     info = engine.info
     thresholds = np.array(info.thresholds)
     probs, labels = [], []
-    score = DetectionScore(info.class_names, Rules.load(rules).min_score)
+    score = DetectionScore(info.class_names, Rules.load(rules).min_score, band=Band.of(info.band),
+                           frame_size=info.frame_size)
     writer = None
     try:
         for path in paths:
             s = Session(path)
             if s.meta.keys != info.keys:
                 raise Crew2Error(f"{path} records keys {s.meta.keys}, the model presses {info.keys}")
-            if (s.meta.width, s.meta.height) != info.size:
-                raise Crew2Error(f"{path} holds {s.meta.width}x{s.meta.height} frames, the model takes "
-                                 f"{info.size[0]}x{info.size[1]}")
+            if (s.meta.width, s.meta.height) != info.size or s.meta.band != info.band:
+                raise Crew2Error(f"{path} holds {s.meta.width}x{s.meta.height} frames (horizon band {s.meta.band}), "
+                                 f"the model takes {info.size[0]}x{info.size[1]} (band {info.band})")
             keys, sources = s.keys(), s.box_sources()
             for idx, inputs in replay(s, info.frames):
                 preds = engine(inputs)

@@ -27,6 +27,7 @@ from crew2.data.loader import ANNOTATED, BATCH_IDX, BBOXES, CLS, IMAGE, KEYS, Lo
 from crew2.detection.metrics import DetectionScore, nms
 from crew2.drive.fusion import Rules
 from crew2.errors import Crew2Error
+from crew2.io.band import Band
 from crew2.keys import KeyProfile
 from crew2.model import checkpoint
 from crew2.model.loss import MultiTaskLoss, as_float, positive_weights
@@ -365,9 +366,10 @@ def evaluate(net: nn.Module, data: SessionStream, device: torch.device, class_na
 
     was_training = net.training
     net.eval()
-    score = DetectionScore(class_names, min_score)  # recall where the rules act
-    probs, labels = [], []
     h, w = data.meta.height, data.meta.width
+    band = Band.of(data.meta.band)
+    score = DetectionScore(class_names, min_score, band=band, frame_size=band and band.frame_size((w, h)))
+    probs, labels = [], []
     loader = torch.utils.data.DataLoader(data, batch_size=batch, collate_fn=collate)
     for n, b in enumerate(loader, 1):
         key_logits, (decoded, _) = net(_images(b, device, channels_last))
