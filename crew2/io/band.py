@@ -80,7 +80,7 @@ class Band:
         x0, y0, x1, y1 = self.region(size)
         strip = capture[round(y0 * sy): round(y1 * sy), round(x0 * sx): round(x1 * sx)]
         out = np.empty((h + self.rows, w, 3), np.uint8)
-        out[:h] = shrink(capture, size) if (src_w, src_h) != (w, h) else capture
+        out[:h] = shrink(capture, size)
         out[h:] = cv2.resize(strip, (w, self.rows), interpolation=cv2.INTER_AREA)
         return out
 
