@@ -250,8 +250,10 @@ def _recorder(stack: contextlib.ExitStack, cfg: DriveConfig, profile: KeyProfile
         if not (entry.sent or cfg.dry_run) or entry.frame is None:
             return
         keys = game.label if cfg.expert_labels else np.array([k in entry.pressed for k in profile.keys], np.uint8)
-        boxes = None if game is None else game.boxes() * scale if band is None else \
-            band.truth(game.boxes(), (sim.width, sim.height), info.frame_size)  # none: stored unannotated
+        boxes = None  # frames without boxes are stored unannotated
+        if game is not None:  # the sim's truth, in the pixels the model saw
+            boxes = game.boxes() * scale if band is None else band.truth(game.boxes(), (sim.width, sim.height),
+                                                                          info.frame_size)
         writer.submit(Sample(entry.frame, keys, entry.t, boxes, SIM_TRUTH),
                       block=cfg.source == "sim")  # a game does not wait
     return add

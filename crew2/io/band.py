@@ -115,22 +115,13 @@ class Band:
         band[:, [1, 3]] -= h
         band[:, :4] = band[:, :4] / self.zoom + np.array([x0, y0, x0, y0], np.float32)
         if len(band) and len(frame):
-            inter = _intersection(band, frame)  # (n_band, n_frame)
-            area_band, area_frame = _area(band), _area(frame)
-            same = np.where(cut[:, None], inter >= 0.5 * area_band[:, None],  # a cut box: mostly inside the other
-                            inter >= iou * (area_band[:, None] + area_frame[None] - inter))
+            from ultralytics.utils.metrics import bbox_ioa  # as fusion's tracker matches boxes
+
+            inside = bbox_ioa(frame[:, :4], band[:, :4]).T  # (n_band, n_frame) share of the band's box in the frame's
+            overlap = bbox_ioa(band[:, :4], frame[:, :4], iou=True)
+            same = np.where(cut[:, None], inside >= 0.5, overlap >= iou)  # a cut box: mostly inside the other
             same &= band[:, 5:6] == frame[None, :, 5]  # the same object, seen twice
             frame = frame[~(same & ~cut[:, None]).any(0)]
             band = band[~(cut & same.any(1))]
         return np.concatenate([frame, band]).astype(np.float32)
 
-
-def _area(boxes: np.ndarray) -> np.ndarray:
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-
-
-def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, 4+) and (m, 4+) boxes x1, y1, x2, y2 -> (n, m) the areas they share."""
-    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    return np.clip(w, 0, None) * np.clip(h, 0, None)
