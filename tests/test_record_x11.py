@@ -16,8 +16,13 @@ from Xlib import X
 from crew2 import x11
 from crew2.data.session import Session
 from crew2.errors import Crew2Error
+from crew2.io.band import Band
 from crew2.io.capture import screen_source
+from crew2.keys import default_profile
+from crew2.model import checkpoint
+from crew2.model.net import MultiTaskNet
 from crew2.sim.window import WINDOW_TITLE
+from crew2.sim.world import CLASSES
 from tests.x11_helpers import plain_window, tap, wait_for_window
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +93,26 @@ def test_record_window_captures_frames_and_injected_keys(game, xvfb, tmp_path):
     assert np.abs(first.astype(int) - last.astype(int)).mean() > 2, "the car moved: the view changed"
     times = s.times()
     assert np.all(np.diff(times) > 0) and abs(np.median(np.diff(times)) - 0.05) < 0.01
+
+
+def test_a_window_too_small_for_the_band_is_a_clear_error_before_any_file_is_made(game, xvfb, tmp_path):
+    out = tmp_path / "band.h5"
+    proc = start_recording(xvfb, out, "--seconds", "2", "--band", "4")  # 320x180 where the band needs 1024x576
+    log, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "needs a picture of at least 1024x576, and this one is 320x180" in log, log
+    assert len(log.strip().splitlines()) == 1 and not out.exists()
+
+    # A model that sees with a band says the same before its --record file is made.
+    net = MultiTaskNet(num_keys=4, num_classes=4)
+    model = tmp_path / "band.pt"
+    checkpoint.save(model, net_cfg=checkpoint.net_config(net, "t", 128), profile=default_profile(),
+                    class_names=list(CLASSES), thresholds=[0.5] * 4, model=net.state_dict(), size=(256, 192),
+                    band=Band(zoom=4).to_dict())
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "drive", str(model), "--source", "window",
+                             "--window", WINDOW_TITLE, "--dry-run", "--countdown", "0", "--record", str(out)],
+                            env={**os.environ, "DISPLAY": xvfb}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "needs a picture of at least 1024x576" in result.stderr, result.stderr
+    assert not out.exists()
 
 
 def test_recording_pauses_while_the_game_is_not_in_front(game, xvfb, tmp_path):

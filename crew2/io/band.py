@@ -67,15 +67,19 @@ class Band:
         cy = min(max(self.at * h, half_h), h - half_h)  # kept inside the frame
         return w / 2 - half_w, cy - half_h, w / 2 + half_w, cy + half_h
 
+    def check(self, picture: tuple[int, int], size: tuple[int, int]) -> None:
+        """A clear error unless a `picture` (width, height) is large enough for the band of frames of `size`."""
+        need_w, need_h = self.capture(size)
+        if picture[0] < need_w - 1 or picture[1] < need_h - 1:
+            raise Crew2Error(f"a band {self.zoom:g} times closer than a {size[0]}x{size[1]} frame needs a picture of "
+                             f"at least {need_w}x{need_h}, and this one is {picture[0]}x{picture[1]}: "
+                             "make the game's window larger, or use a smaller --band")
+
     def stack(self, capture: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """(H', W', 3) uint8 capture -> (height + rows, width, 3): the frame at `size` on top, the band under it."""
         src_h, src_w = capture.shape[:2]
         w, h = size
-        need_w, need_h = self.capture(size)
-        if src_w < need_w - 1 or src_h < need_h - 1:
-            raise Crew2Error(f"a band {self.zoom:g} times closer than a {w}x{h} frame needs a picture of at least "
-                             f"{need_w}x{need_h}, and this one is {src_w}x{src_h}: "
-                             "make the game's window larger, or use a smaller --band")
+        self.check((src_w, src_h), size)
         sx, sy = src_w / w, src_h / h
         x0, y0, x1, y1 = self.region(size)
         strip = capture[round(y0 * sy): round(y1 * sy), round(x0 * sx): round(x1 * sx)]
