@@ -74,7 +74,8 @@ BandZoom = Annotated[float, typer.Option(
     "--band", help="Store a strip across the horizon this many times closer under each frame, for the obstacle head "
                    "to see far (4: a 1024x576 picture or larger; 0: none).")]
 BandAt = Annotated[float, typer.Option(help="--band: the strip's centre, as a share of the frame's height from its "
-                                            "top: where the game's horizon is.")]
+                                            "top: on the game's horizon, or a little below it to see nearer (the "
+                                            "simulator's horizon is at 0.42).")]
 Sessions = Annotated[list[Path], typer.Argument(help="Session files, or folders holding them.")]
 BoxRules = Annotated[str, typer.Option(help="Crash prevention's rules that act on the network's boxes: auto (on "
                                             "when its obstacle head was trained), on or off.")]

@@ -165,3 +165,33 @@ def test_detection_with_a_band_is_counted_in_the_frames_pixels_each_object_once(
     assert scores["band"]["cone"]["<5px"] == (1, 1)  # the 3 px cone is found, and counted once
     assert scores["band"]["car"][">=32px"] == (1, 1)
     assert scores["stacked"]["cone"]["<5px"] == (0, 1) and scores["stacked"]["cone"]["8-16px"] == (1, 1)
+
+
+def test_a_band_below_the_horizon_sees_nearer_cones_and_barriers_on_the_sim():
+    """The sim's horizon stays where the default camera has it (0.42), so `--band-at` moves the band: centred a
+    little below the horizon it shows cones and barriers whole from about 16 m on, one on the horizon from 30 m."""
+    from crew2.keys import default_profile
+    from crew2.sim.autopilot import Autopilot
+    from crew2.sim.env import SimEnv
+    from crew2.sim.world import BARRIER, CONE
+
+    nearest = {}
+    for at in (0.42, 0.46):
+        band = Band(zoom=4.0, rows=48, at=at)
+        sim = SimConfig(obstacles=8.0, traffic=0.5).for_band(band, (256, 144))
+        assert (sim.width, sim.height, sim.horizon) == (1024, 576, 0.42)
+        env = SimEnv(sim, default_profile())
+        env.reset(seed=4)
+        w = env.world
+        first = float(np.min(w.objects.s[~w.objects.moving]))
+        w.player.s, w.player.v = first - 70.0, 20.0  # 70 m before the first cone or barrier, at 72 km/h
+        pilot, seen = Autopilot(), []
+        for _ in range(60):
+            env.step(env.action_of(*pilot.act(env.world)))
+            f = env.frame
+            _, top, _, bottom = band.region((256, 144))
+            for box, cls, dist in zip(f.boxes / 4, f.classes, f.distances, strict=True):  # in the frame's pixels
+                if cls in (CONE, BARRIER) and box[1] >= top and box[3] <= bottom:
+                    seen.append(dist)  # whole within the band's rows
+        nearest[at] = min(seen)
+    assert nearest[0.46] < 18 and nearest[0.42] > 28, nearest

@@ -92,13 +92,12 @@ class DriveResult:
 
 
 def sim_for(info: ModelInfo, **kw) -> SimConfig:
-    """The simulator drawn for this model: at its frame size, or with a horizon band at the band's resolution, the
-    camera's horizon where the band looks (`crew2.io.band`)."""
+    """The simulator drawn for this model: at its frame size, or with a horizon band as it was recorded
+    (`SimConfig.for_band`)."""
     band = Band.of(info.band)
     if band is None:
         return SimConfig(width=info.size[0], height=info.size[1], **kw)
-    width, height = band.capture(info.frame_size)
-    return SimConfig(width=width, height=height, horizon=band.at, **kw)
+    return SimConfig(**kw).for_band(band, info.frame_size)
 
 
 def box_rules(setting: str, info: ModelInfo) -> tuple[bool, str]:

@@ -112,9 +112,8 @@ def record(config: RecordConfig, on_tick: Callable[[RecordStats], None] | None =
 
 def _record_sim(config: RecordConfig, on_tick) -> RecordStats:
     sim = config.sim or SimConfig(width=config.width, height=config.height, fps=config.fps)
-    if config.band is not None:  # the game drawn at the band's resolution, its camera where the band looks
-        w, h = config.band.capture((config.width, config.height))
-        sim = dataclasses.replace(sim, width=w, height=h, horizon=config.band.at)
+    if config.band is not None:
+        sim = sim.for_band(config.band, (config.width, config.height))
     meta = _meta(config, None, driver="autopilot")
     meta.sim = {"seed": config.seed, "noise": config.noise, "late": config.late, "config": dataclasses.asdict(sim)}
     writer = BackgroundWriter(config.out, meta)

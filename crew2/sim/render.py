@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from crew2.sim.track import LANE_WIDTH
-from crew2.sim.world import BARRIER, CAR, CONE, SIZE, TRUCK, World
+from crew2.sim.world import BARRIER, CAR, CONE, HORIZON, SIZE, TRUCK, World
 
 Colour = tuple[int, int, int]  # RGB
 CAMERA_AHEAD = 1.6  # m from the car's centre to the camera (bumper/hood view)
@@ -41,7 +41,7 @@ class Appearance:
     fog_distance: float = 400.0  # m at which fog covers 63% of a colour
     light: float = 1.0  # 1 = day; lower is dusk or night
     cam_height: float = 1.2  # m
-    horizon: float = 0.42  # the horizon's row as a fraction of the frame height
+    horizon: float = HORIZON  # the horizon's row as a fraction of the frame height
     fov_deg: float = 80.0  # horizontal field of view
 
     @staticmethod

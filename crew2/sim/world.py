@@ -6,12 +6,16 @@ axis-aligned boxes in (s, d), which is what collision checks use; the renderer d
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from crew2.errors import Crew2Error
 from crew2.sim.track import LANE_WIDTH, Track
+
+if TYPE_CHECKING:
+    from crew2.io.band import Band
 
 # Obstacle classes, in the order of their ids in ground truth and in datasets/sim.yaml.
 CLASSES = ("car", "truck", "cone", "barrier")
@@ -20,6 +24,7 @@ CAR, TRUCK, CONE, BARRIER = range(len(CLASSES))
 SIZE = np.array([[4.4, 1.8, 1.4], [10.0, 2.5, 3.6], [0.45, 0.45, 0.7], [0.6, 2.6, 1.0]])
 PLAYER_LENGTH, PLAYER_WIDTH = 4.4, 1.8
 VIEW_BEHIND, VIEW_AHEAD = 150.0, 650.0  # the window of road around the player where traffic lives
+HORIZON = 0.42  # the default camera's horizon, a share of the picture's height from its top
 
 
 @dataclass
@@ -56,6 +61,13 @@ class SimConfig:
     @property
     def dt(self) -> float:
         return 1.0 / self.fps
+
+    def for_band(self, band: Band, size: tuple[int, int]) -> SimConfig:
+        """Drawn at the band's resolution for frames of `size`, its camera's horizon fixed where the default camera
+        has it (with random looks it would wander out of the band): the band then looks where its `at` says, on the
+        horizon (0.42) or below it, to see nearer."""
+        width, height = band.capture(size)
+        return replace(self, width=width, height=height, horizon=HORIZON)
 
 
 @dataclass
