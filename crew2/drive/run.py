@@ -17,7 +17,6 @@ from crew2.drive.loop import DriveStats, FrameLog, drive_loop
 from crew2.drive.takeover import HANDBACK, MARGIN, Corrections, Takeover
 from crew2.errors import Crew2Error
 from crew2.io.band import Band
-from crew2.io.capture import screen_size
 from crew2.io.control import Control, Hotkeys, countdown
 from crew2.io.keyguard import KeyGuard
 from crew2.io.platform import SCREEN_SOURCES, check_capture, current, open_screen_game
@@ -170,8 +169,7 @@ def drive(cfg: DriveConfig, on_frame: Callable[[FrameLog], None] | None = None,
                                       on_demand=True)
             source, focused, keys, realtime = screen.source, screen.focused, screen.keys, True
             if (band := Band.of(info.band)) is not None:  # before corrections or --record make a file
-                picture = screen.region or screen_size(cfg.display)
-                band.check((picture.width, picture.height), info.frame_size)
+                band.check(screen.size, info.frame_size)
             if cfg.takeover:
                 takeover = Takeover(keys, info.keys, cfg.handback)
             if cfg.corrections is not None:

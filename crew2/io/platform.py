@@ -12,7 +12,7 @@ from typing import Protocol
 
 from crew2 import x11
 from crew2.errors import Crew2Error
-from crew2.io.capture import CAPTURES, FrameSource, ThreadedCapture, X11Window, screen_source
+from crew2.io.capture import CAPTURES, FrameSource, ThreadedCapture, X11Window, screen_size, screen_source
 from crew2.io.keyboard import DirectInputSender, KeyReader, KeySender, X11Keys, XTestSender
 
 SCREEN_SOURCES = ("screen", "window")  # what a game on the screen is captured as (besides the in-process sim)
@@ -83,6 +83,7 @@ class ScreenGame:
     keys: KeyReader | None  # the watched keys (+ hotkeys); None when nobody asked for the keyboard
     focused: Callable[[], bool]
     region: x11.Rect | None  # what is captured, in screen pixels (None: a whole monitor)
+    size: tuple[int, int]  # the captured picture's width and height, in pixels
 
 
 def open_screen_game(stack: contextlib.ExitStack, source: str, *, fps: float, window: str | None = None,
@@ -112,7 +113,8 @@ def open_screen_game(stack: contextlib.ExitStack, source: str, *, fps: float, wi
     else:
         frames = screen_source(region, monitor, display, max_fps=rate)
     stack.enter_context(frames)
-    return ScreenGame(frames, reader, focused, region)
+    whole = region or screen_size(display, monitor)
+    return ScreenGame(frames, reader, focused, region, (whole.width, whole.height))
 
 
 def check_capture(capture: str, source: str, platform: Platform) -> None:

@@ -14,7 +14,6 @@ from crew2 import x11
 from crew2.data.session import SessionMeta
 from crew2.errors import Crew2Error
 from crew2.io.band import Band
-from crew2.io.capture import screen_size
 from crew2.io.control import Control, Hotkeys, countdown
 from crew2.io.platform import SCREEN_SOURCES, check_capture, current, open_screen_game
 from crew2.keys import KeyProfile, default_profile
@@ -98,8 +97,7 @@ def record(config: RecordConfig, on_tick: Callable[[RecordStats], None] | None =
                                 monitor=config.monitor, display=config.display, keys=config.profile.keys,
                                 hotkeys=tuple(HOTKEYS.values()), capture=config.capture)
         if config.band is not None:  # before the session file is made: a window too small leaves none
-            picture = game.region or screen_size(config.display, config.monitor)
-            config.band.check((picture.width, picture.height), (config.width, config.height))
+            config.band.check(game.size, (config.width, config.height))
         writer = BackgroundWriter(config.out, _meta(config, game.region))
         stack.callback(writer.close)
         countdown(config.countdown, on_countdown)
