@@ -380,20 +380,6 @@ def test_a_static_obstacle_ahead_with_a_free_lane_beside_it_is_passed_by_changin
     assert not any(hits for _, hits in run([[CONE_AHEAD]] * 10, keys=right)), "off unless the rules turn it on"
 
 
-def test_no_lane_change_into_a_lane_a_barrier_closes_further_on():
-    """Seen on the sim (seed 1015): a cone 6 m ahead, and the lane to the right closed by a barrier 13 m ahead. A lane
-    change looked for obstacles up to twice the cone's distance, steered into the closed lane, and the car ended
-    pinned against the barrier. A static obstacle closes a lane however far ahead it stands; a far vehicle moves on."""
-    cone_close = det(121, 80, 135, 97, cls=2)  # 17 px tall, in our lane
-    barrier_right = det(158, 62, 189, 75, cls=3)  # in the lane to the right, twice as far and more
-    rules, right = Rules(lane_change=0.8), {**DRIVING, "right": True}
-    assert not any(h.rule == "change_lane" for _, hits in run([[cone_close, barrier_right]] * 10, rules=rules,
-                                                                 keys=right) for h in hits)
-    car_right = det(163, 62, 191, 75)  # a vehicle there instead, as far: the lane is free to change into
-    assert any(h.rule == "change_lane" for _, hits in run([[cone_close, car_right]] * 10, rules=rules, keys=right)
-               for h in hits)
-
-
 @pytest.mark.parametrize("others", [[CAR_LEFT_LANE, CAR_RIGHT_LANE], [CAR_LEFT_LANE, CAR_BESIDE_RIGHT]],
                          ids=["both lanes taken", "a vehicle beside us"])
 def test_no_lane_change_into_a_taken_lane_or_towards_a_vehicle_beside_us(others):

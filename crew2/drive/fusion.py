@@ -350,9 +350,9 @@ def _lanes(box: np.ndarray, width: int, height: int, rules: Rules) -> tuple[floa
 def _free_lane(obstacle: np.ndarray, boxes: np.ndarray, roles: dict[str, bool], state: FusionState,
                class_names: list[str], size: tuple[int, int], now: float, rules: Rules) -> str | None:
     """The side the network steers to, when the lane there beside the obstacle is free: nothing beside us on that
-    side, no static obstacle standing in it, no vehicle overlapping it up to twice the obstacle's distance. Only the
-    network's side: the rules do not know where the road ends (choosing a side themselves, from the leftmost or
-    rightmost lane, drove off the road: 5.9 s per episode against 1.95 on seeds 3000-3019)."""
+    side, no vehicle overlapping the lane and no static obstacle standing in it, up to twice the obstacle's
+    distance. Only the network's side: the rules do not know where the road ends (choosing a side themselves,
+    from the leftmost or rightmost lane, drove off the road: 5.9 s per episode against 1.95 on seeds 3000-3019)."""
     left, right, depth = _lanes(obstacle, *size, rules)
     centre = (left + right) / 2
     beside = _beside(state, now)
@@ -366,14 +366,14 @@ def _free_lane(obstacle: np.ndarray, boxes: np.ndarray, roles: dict[str, bool], 
 
 def _in_lane(box: np.ndarray, lane: tuple[float, float], depth: float, class_names: list[str],
              size: tuple[int, int], rules: Rules) -> bool:
-    """Whether a box takes the `lane` (in lanes from the middle, `_lanes`): a static obstacle standing in it however far
-    ahead (a cone on the lane's line does not close it), a vehicle overlapping it up to twice as far as `depth` (one
-    further on moves on). Static obstacles only up to twice as far let a lane change for a cone 6 m ahead steer into
-    a lane a barrier closed 13 m ahead (sim seed 1015: pinned against it for a minute)."""
+    """Whether a box takes the `lane` (in lanes from the middle, `_lanes`) up to twice as far as `depth`: a
+    vehicle overlapping it, a static obstacle standing in it (a cone on the lane's line does not close it)."""
     left, right, box_depth = _lanes(box, *size, rules)
+    if box_depth < 0.5 * depth:  # more than twice as far
+        return False
     if class_names[int(box[5])] in rules.static:
         return lane[0] < (left + right) / 2 < lane[1]
-    return box_depth >= 0.5 * depth and left < lane[1] and right > lane[0]
+    return left < lane[1] and right > lane[0]
 
 
 def _brake_or_lift(out: dict[str, bool], state: FusionState, threat: np.ndarray | None, ttc_min: float,
