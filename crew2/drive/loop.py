@@ -187,8 +187,9 @@ def drive_loop(source: FrameSource, engine: Engine, decoder: KeyDecoder, sender:
                 timer.lap("decode")
                 hits: list[Hit] = []
                 if rules is not None:  # is the car moving: does the scenery outside the obstacles' boxes move
-                    boxes = pred.boxes if band is None else band.to_frame(pred.boxes, size)  # in the frame's pixels
-                    boxes = boxes if box_rules else NO_BOXES
+                    boxes = NO_BOXES
+                    if box_rules:  # in the frame's pixels
+                        boxes = pred.boxes if band is None else band.to_frame(pred.boxes, size)
                     seen = (grey, scenery(boxes, size, rules.min_score))
                     keep = np.logical_and.reduce([seen[1], *(k for _, k in recent)])
                     motion = picture_motion(seen[0], *(p for p, _ in recent), keep=keep) if recent else None
